@@ -1,0 +1,89 @@
+"""`mmcourse run`: execute notebooks headless, one line of result and time each."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmcourse.config import PROFILE_ENV, _repo_root, profile_name
+
+__all__ = ["NotebookResult", "find_notebooks", "run_notebook"]
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    path: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+
+    def line(self) -> str:
+        status = "ok  " if self.ok else "FAIL"
+        tail = f"  {self.error}" if self.error else ""
+        return f"{status} {self.path.name:<40} {self.seconds:7.1f} s{tail}"
+
+
+def find_notebooks(paths: list[str]) -> list[Path]:
+    """The notebooks named (files or folders); all of the course's when none are named."""
+    if not paths:
+        root = _repo_root()
+        if root is None:
+            raise FileNotFoundError("name the notebooks to run (no course checkout found to take them from)")
+        paths = [str(root / "notebooks")]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+        elif p.is_file() and p.suffix == ".ipynb":
+            found.append(p)
+        else:
+            where = p.parent if p.parent.is_dir() else Path(".")
+            nearby = sorted(q.name for q in where.glob("*.ipynb"))
+            hint = f"; notebooks in {where}: {', '.join(nearby)}" if nearby else ""
+            raise FileNotFoundError(f"no notebook at {p}{hint}")
+    return found
+
+
+def _first_error(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    # nbclient's CellExecutionError ends with the exception line; keep it short.
+    last = [line for line in text if line.strip()][-1:] or [type(exc).__name__]
+    return last[0][:200]
+
+
+def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool = False, output_dir: Path | None = None) -> NotebookResult:
+    """Run a notebook top to bottom in a fresh kernel, in the given profile."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    profile = profile_name(profile)
+    nb = nbformat.read(path, as_version=4)
+    saved = os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = profile  # the kernel inherits the environment
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    start = time.perf_counter()
+    error = ""
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as exc:
+        error = _first_error(exc)
+    except Exception as exc:  # a kernel that died or could not start
+        error = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        if saved is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = saved
+    seconds = time.perf_counter() - start
+    if not error:
+        if inplace:
+            nbformat.write(nb, path)
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, output_dir / path.name)
+    return NotebookResult(path, not error, seconds, error)
