@@ -19,10 +19,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 @contextlib.contextmanager
 def _stderr_to_devnull():
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = 2
+    fd = 2  # the C++ core writes to the process's descriptor 2, whatever sys.stderr is
     try:
         sys.stderr.flush()
     except (AttributeError, ValueError):
@@ -45,5 +42,5 @@ def tensorflow():
     with _stderr_to_devnull():
         import tensorflow as tf
 
-        tf.config.list_physical_devices()  # the device query that logs cuInit failures
+        tf.config.list_logical_devices()  # starts the runtime, which logs cuInit failures
     return tf
