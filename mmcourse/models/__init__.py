@@ -1,0 +1,13 @@
+"""Models of the course, one module per chapter (imported on first use)."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["embeddings", "vision"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"mmcourse.models.{name}")
+    raise AttributeError(f"module 'mmcourse.models' has no attribute {name!r}")
