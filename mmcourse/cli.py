@@ -3,6 +3,15 @@
     mmcourse doctor                       versions, devices, profile, datasets present
     mmcourse run [NOTEBOOK ...] [--profile quick|full]
                                           execute notebooks headless, one line each
+    mmcourse train TARGET ...             train a reference model with a progress bar
+    mmcourse train embeddings --corpus {shapes,lee} --out DIR [--epochs N] [--dim D] [--seed S]
+                                          skip-gram word vectors: DIR/vectors.txt (word2vec
+                                          text format) and DIR/metrics.json
+
+Each `train` target is a subparser declared here (parsing stays cheap: TensorFlow is
+imported only when a command runs); the work is done by a function in the target's
+model module, e.g. :func:`mmcourse.models.embeddings.train_command`. Later chapters add
+sibling targets (captioner, vae, retrieval, vqa) with :func:`_add_train_target`.
 """
 
 from __future__ import annotations
@@ -40,6 +49,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_train_embeddings(args: argparse.Namespace) -> int:
+    from mmcourse.models.embeddings import train_command
+
+    metrics = train_command(args.corpus, args.out, epochs=args.epochs, dim=args.dim, seed=args.seed)
+    print(f"{metrics['words']:,} word vectors in {args.out / 'vectors.txt'} · {metrics['seconds']:.1f} s, {metrics['words_per_second']:,.0f} words/s")
+    for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
+        if key in metrics:
+            print(f"{key}: {metrics[key]:.3f}")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_train_target(train_sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    """One `mmcourse train NAME` target; every target writes into --out."""
+    target = train_sub.add_parser(name, help=help, description=help)
+    target.add_argument("--out", type=Path, required=True, help="folder for the model files and metrics.json (created if needed)")
+    target.add_argument("--seed", type=int, default=None, help="random seed (default: the target's own, 0)")
+    target.set_defaults(func=func)
+    return target
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description="Multimodal learning course: tools outside the notebooks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inplace", action="store_true", help="write the outputs back into each notebook that passes")
     run.add_argument("--output", type=Path, default=None, help="write executed copies into this folder")
     run.set_defaults(func=_cmd_run)
+
+    train = sub.add_parser("train", help="train a reference model with a progress bar; writes its files and metrics.json")
+    train_sub = train.add_subparsers(dest="target", metavar="TARGET")
+    train_sub.required = True
+    embeddings = _add_train_target(
+        train_sub, "embeddings", "skip-gram word vectors (word2vec text format) and their evaluation", _cmd_train_embeddings
+    )
+    embeddings.add_argument("--corpus", choices=["shapes", "lee"], required=True, help="Shapes-world captions or the Lee news corpus")
+    embeddings.add_argument("--epochs", type=_positive_int, default=None, help="passes over the corpus (default: 5 for shapes, 50 for lee)")
+    embeddings.add_argument("--dim", type=_positive_int, default=None, help="vector length (default: 16 for shapes, 100 for lee)")
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["shapes", "text", "pipeline", "catalog"]
+__all__ = ["shapes", "text", "pipeline", "catalog", "vectors"]
 
 
 def __getattr__(name: str):

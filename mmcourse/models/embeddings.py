@@ -1,0 +1,461 @@
+"""Word embeddings by skip-gram with negative sampling (word2vec), in Keras.
+
+Skip-gram (Mikolov et al., 2013) learns two vectors per word: a *target* vector
+:math:`v_w`, used when the word is the centre of a window, and a *context* vector
+:math:`u_w`, used when it is a neighbour. For a centre word *c*, one of its neighbours
+*o* and *K* noise words :math:`k_1 … k_K` drawn from the unigram distribution raised to
+the power 0.75, the loss of the pair is
+
+.. math:: \\ell(c, o) = -\\log\\sigma(u_o^\\top v_c) - \\sum_{k=1}^{K} \\log\\sigma(-u_k^\\top v_c)
+
+The pieces, each a small function so a notebook and a test can look at it alone:
+
+* :func:`context_pairs` — every (centre, context) pair within a window, vectorised
+  (optionally with word2vec's *dynamic window*: each centre draws its own window size
+  uniformly from 1 … ``window``, so near neighbours count more often than far ones);
+* :func:`keep_probabilities` — subsampling of frequent words, in the variant of the
+  word2vec C code that gensim also uses: a word of relative frequency
+  :math:`f = \\text{count}/\\text{total}` is kept with probability
+  :math:`\\min\\bigl(1, (\\sqrt{f/t} + 1)\\, t/f\\bigr)` (the paper's formula, discard
+  with :math:`1 - \\sqrt{t/f}`, is a little harsher);
+* :func:`noise_distribution` — :math:`P_n(w) \\propto \\text{count}(w)^{0.75}`;
+* :class:`SkipGram` — a Keras model holding the two embedding tables, whose ``call``
+  returns :math:`\\ell` for each pair and whose ``train_step`` takes one SGD step on a batch;
+* :func:`train_skipgram` — the whole recipe (vocabulary, subsampling, pairs, negatives,
+  SGD with a learning rate decaying linearly, as word2vec does), returning
+  :class:`TrainedVectors`: a :class:`~mmcourse.data.vectors.WordVectors` (nearest
+  neighbours, similarity, analogies, word2vec-format files) with its training record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmcourse._tf import tensorflow
+
+tf = tensorflow()
+
+import keras  # noqa: E402  (after TensorFlow is imported quietly)
+from keras import ops  # noqa: E402
+
+from mmcourse.data.text import Vocabulary, load_corpus  # noqa: E402
+from mmcourse.data.vectors import UnknownWordError, WordVectors  # noqa: E402
+
+__all__ = [
+    "SkipGramSettings",
+    "SkipGram",
+    "TrainedVectors",
+    "UnknownWordError",
+    "WordVectors",
+    "build_vocabulary",
+    "encode_sentences",
+    "context_pairs",
+    "keep_probabilities",
+    "subsample",
+    "noise_distribution",
+    "draw_negatives",
+    "skipgram_loss_numpy",
+    "train_skipgram",
+    "train_command",
+    "CORPUS_DEFAULTS",
+]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def build_vocabulary(sentences: Sequence[Sequence[str]], min_count: int = 5) -> tuple[Vocabulary, np.ndarray]:
+    """The words seen at least ``min_count`` times (most frequent first) and their counts.
+
+    The vocabulary is a :class:`~mmcourse.data.text.Vocabulary`, so ids 0–3 are its special
+    tokens; they never occur in running text and get count 0 (so they are never sampled).
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count must be at least 1, got {min_count}")
+    vocab = Vocabulary.build(sentences, min_count=min_count)
+    if len(vocab) <= len(Vocabulary().words):
+        raise ValueError(f"no word occurs {min_count} times or more; lower min_count or use a larger corpus")
+    counts = np.zeros(len(vocab), np.int64)
+    for sentence in sentences:
+        for word in sentence:
+            i = vocab.index(word)
+            if i != vocab.unk_id:
+                counts[i] += 1
+    return vocab, counts
+
+
+def encode_sentences(sentences: Sequence[Sequence[str]], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """All sentences as one id array, words outside the vocabulary dropped (as word2vec does).
+
+    Returns ``(ids, sentence)``: the ids, and for each the number of its sentence (so that
+    windows never cross from one sentence into the next).
+    """
+    ids, owner = [], []
+    for n, sentence in enumerate(sentences):
+        encoded = [i for i in (vocab.index(w) for w in sentence) if i != vocab.unk_id]
+        ids.extend(encoded)
+        owner.extend([n] * len(encoded))
+    return np.asarray(ids, np.int32), np.asarray(owner, np.int32)
+
+
+def context_pairs(
+    ids: np.ndarray, sentence: np.ndarray | None = None, window: int = 5, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every (centre, context) pair with the context at most ``window`` positions away.
+
+    Args:
+        ids: word ids in running order, shape ``(n,)``.
+        sentence: the sentence number of each id (pairs never cross sentences); ``None``: one sentence.
+        window: the largest distance between centre and context.
+        rng: if given, word2vec's dynamic window: each centre position draws its own
+            window ``b`` uniformly from ``1 … window`` and pairs only with contexts at most
+            ``b`` away. If ``None``, every pair within ``window`` is produced.
+
+    Returns:
+        ``(centres, contexts)``, two int32 arrays of equal length, grouped by offset
+        (−window … −1, 1 … window), not by position.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"ids must be 1-D (one id per word), got shape {ids.shape}")
+    n = len(ids)
+    sentence = np.zeros(n, np.int32) if sentence is None else np.asarray(sentence)
+    if sentence.shape != ids.shape:
+        raise ValueError(f"sentence must have one entry per id: {sentence.shape} vs {ids.shape}")
+    reach = np.full(n, window) if rng is None else rng.integers(1, window + 1, size=n)
+    centres, contexts = [], []
+    for offset in [*range(-window, 0), *range(1, window + 1)]:
+        lo, hi = max(0, -offset), min(n, n - offset)  # centre positions whose neighbour exists
+        if hi <= lo:
+            continue
+        position = np.arange(lo, hi)
+        ok = (sentence[position] == sentence[position + offset]) & (reach[position] >= abs(offset))
+        centres.append(ids[position[ok]])
+        contexts.append(ids[position[ok] + offset])
+    if not centres:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return np.concatenate(centres).astype(np.int32), np.concatenate(contexts).astype(np.int32)
+
+
+def keep_probabilities(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
+    """Probability of keeping each occurrence of a word when subsampling frequent words.
+
+    The word2vec C code's (and gensim's) formula: with :math:`f = \\text{count}/\\text{total}`,
+    :math:`P_\\text{keep} = \\min\\bigl(1, (\\sqrt{f/t} + 1)\\, t/f\\bigr)` where ``t = sample``.
+    ``sample=0`` keeps every word. Words with count 0 get probability 0.
+    """
+    counts = np.asarray(counts, np.float64)
+    if sample < 0:
+        raise ValueError(f"sample must be non-negative, got {sample}")
+    if sample == 0:
+        return (counts > 0).astype(np.float64)
+    f = counts / counts.sum()
+    t = sample
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (np.sqrt(f / t) + 1) * t / f
+    return np.where(counts > 0, np.minimum(keep, 1.0), 0.0)
+
+
+def subsample(ids: np.ndarray, sentence: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each occurrence of word ``w`` with probability ``1 − keep[w]``."""
+    kept = rng.random(len(ids)) < keep[ids]
+    return ids[kept], sentence[kept]
+
+
+def noise_distribution(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """:math:`P_n(w) = \\text{count}(w)^{0.75} / \\sum_{w'} \\text{count}(w')^{0.75}`."""
+    weights = np.asarray(counts, np.float64) ** power
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("all counts are zero: there is nothing to sample noise words from")
+    return weights / total
+
+
+def draw_negatives(noise: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Noise word ids drawn from ``noise`` (with replacement), as an int32 array of ``shape``."""
+    cumulative = np.cumsum(noise)
+    cumulative /= cumulative[-1]
+    return np.searchsorted(cumulative, rng.random(shape), side="right").astype(np.int32)
+
+
+def skipgram_loss_numpy(v: np.ndarray, u: np.ndarray, centre, context, negatives) -> np.ndarray:
+    """The loss of each pair, straight from the formula, in NumPy (a reference for the tests).
+
+    ``v`` and ``u`` are the target and context tables; ``negatives`` has shape ``(pairs, K)``.
+    """
+
+    def log_sigmoid(x):
+        return -np.logaddexp(0.0, -x)
+
+    v_c = v[np.asarray(centre)]
+    u_o = u[np.asarray(context)]
+    u_k = u[np.asarray(negatives)]
+    positive = np.sum(u_o * v_c, axis=-1)
+    negative = np.einsum("pkd,pd->pk", u_k, v_c)
+    return -log_sigmoid(positive) - np.sum(log_sigmoid(-negative), axis=-1)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class SkipGram(keras.Model):
+    """Skip-gram with negative sampling: two embedding tables and the loss of each pair.
+
+    Args:
+        vocab_size: number of words (rows of each table).
+        dim: length of each vector.
+        seed: seed of the initial target vectors (``None``: Keras's global random state).
+
+    Weights: ``target`` (:math:`v`, the word vectors one keeps; uniform in
+    ``±1/dim`` as in gensim, twice the word2vec C code's ±0.5/dim) and ``context`` (:math:`u`;
+    zeros at the start).
+
+    Input: a tuple ``(centre, context, negatives)`` of int ids with shapes ``(batch,)``,
+    ``(batch,)`` and ``(batch, K)``.
+
+    Output: the loss of each pair, shape ``(batch,)``:
+    :math:`-\\log\\sigma(u_o^\\top v_c) - \\sum_k \\log\\sigma(-u_k^\\top v_c)`.
+
+    ``train_step`` sums the loss over the batch and applies the optimizer (plain SGD with
+    the summed loss reproduces word2vec's one-pair-at-a-time updates, batched).
+    """
+
+    def __init__(self, vocab_size: int, dim: int = 100, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
+            raise ValueError(f"vocab_size must be an integer of at least 2, got {vocab_size!r}")
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.vocab_size = int(vocab_size)
+        self.dim = int(dim)
+        self.seed = seed
+
+    def build(self, input_shape=None):
+        # The tables' shapes depend on the vocabulary and dim only, not on the input.
+        self.target = self.add_weight(
+            shape=(self.vocab_size, self.dim),
+            initializer=keras.initializers.RandomUniform(-1.0 / self.dim, 1.0 / self.dim, seed=self.seed),
+            name="target",
+        )
+        self.context = self.add_weight(shape=(self.vocab_size, self.dim), initializer="zeros", name="context")
+        self.built = True
+
+    def call(self, inputs):
+        centre, context, negatives = inputs
+        v_c = ops.take(self.target, centre, axis=0)  # (batch, dim)
+        u_o = ops.take(self.context, context, axis=0)  # (batch, dim)
+        u_k = ops.take(self.context, negatives, axis=0)  # (batch, K, dim)
+        positive = ops.sum(u_o * v_c, axis=-1)  # u_o · v_c
+        negative = ops.einsum("bkd,bd->bk", u_k, v_c)  # u_k · v_c
+        # −log σ(x) = softplus(−x)
+        return ops.softplus(-positive) + ops.sum(ops.softplus(negative), axis=-1)
+
+    def train_step(self, data):
+        centre, context, negatives = data
+        with tf.GradientTape() as tape:
+            losses = self((centre, context, negatives))
+            total = ops.sum(losses)
+        gradients = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return {"loss": ops.mean(losses)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocab_size=self.vocab_size, dim=self.dim, seed=self.seed)
+        return config
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class SkipGramSettings:
+    """The settings of one training run (the same names as gensim's ``Word2Vec`` where they exist)."""
+
+    dim: int = 100  # vector length (gensim: vector_size)
+    window: int = 5  # largest centre–context distance (dynamic window, as word2vec)
+    negative: int = 5  # noise words per pair, K
+    min_count: int = 5  # rarer words are dropped
+    sample: float = 1e-3  # subsampling threshold t
+    epochs: int = 5
+    learning_rate: float = 0.025  # start of the linear decay (gensim: alpha)
+    min_learning_rate: float = 1e-4  # end of the linear decay (gensim: min_alpha)
+    batch_size: int = 1024  # pairs per SGD step
+    seed: int = 0
+
+
+class TrainedVectors(WordVectors):
+    """Word vectors from :func:`train_skipgram`, with how they were made.
+
+    Attributes: ``model`` (the :class:`SkipGram`), ``vocabulary``, ``counts``, ``settings``,
+    ``losses`` (mean loss per epoch), ``seconds`` (training wall time), ``words_per_second``
+    (corpus words processed per second, counting every token of every epoch, as gensim does).
+    """
+
+    def __init__(self, words, matrix, *, model, vocabulary, counts, settings, losses, seconds, corpus_words):
+        super().__init__(words, matrix)
+        self.model = model
+        self.vocabulary = vocabulary
+        self.counts = counts
+        self.settings = settings
+        self.losses = list(losses)
+        self.seconds = float(seconds)
+        self.words_per_second = corpus_words * settings.epochs / max(seconds, 1e-9)
+
+
+def _make_step(model: SkipGram):
+    @tf.function(reduce_retracing=True)
+    def step(centre, context, negatives, learning_rate):
+        model.optimizer.learning_rate.assign(learning_rate)
+        return model.train_step((centre, context, negatives))["loss"]
+
+    return step
+
+
+def train_skipgram(
+    sentences: Sequence[Sequence[str]], settings: SkipGramSettings | None = None, *, progress: bool = True, **overrides
+) -> TrainedVectors:
+    """Train skip-gram with negative sampling on tokenised sentences.
+
+    Each epoch draws fresh subsampling, dynamic windows and noise words, shuffles the
+    pairs, and takes SGD steps of ``batch_size`` pairs; the learning rate falls linearly
+    from ``learning_rate`` to ``min_learning_rate`` over the whole run, as in word2vec.
+
+    Args:
+        sentences: lists of words (e.g. ``mmcourse.data.text.load_corpus("lee")``).
+        settings: a :class:`SkipGramSettings`; keyword ``overrides`` replace its fields
+            (``train_skipgram(corpus, epochs=20, dim=50)``).
+        progress: show a tqdm progress bar (words processed) and the loss.
+    """
+    from dataclasses import replace
+
+    settings = replace(settings or SkipGramSettings(), **overrides)
+    for name in ("dim", "window", "negative", "epochs", "batch_size"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    vocab, counts = build_vocabulary(sentences, settings.min_count)
+    ids, owner = encode_sentences(sentences, vocab)
+    keep = keep_probabilities(counts, settings.sample)
+    noise = noise_distribution(counts)
+    rng = np.random.default_rng(settings.seed)
+
+    model = SkipGram(len(vocab), settings.dim, seed=settings.seed)
+    model.build()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=settings.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+    step = _make_step(model)
+
+    corpus_words = sum(len(s) for s in sentences)
+    # Total steps, for the linear decay: estimated from the expected pairs per epoch.
+    expected_pairs = _expected_pairs(ids, owner, keep, settings.window, rng=np.random.default_rng(settings.seed + 1))
+    total_steps = max(1, settings.epochs * math.ceil(expected_pairs / settings.batch_size))
+    lr0, lr1 = settings.learning_rate, settings.min_learning_rate
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=corpus_words * settings.epochs, unit="word", unit_scale=True, disable=not progress, desc="skip-gram")
+    losses, done = [], 0
+    start = time.perf_counter()
+    for _ in range(settings.epochs):
+        sub_ids, sub_owner = subsample(ids, owner, keep, rng)
+        centres, contexts = context_pairs(sub_ids, sub_owner, settings.window, rng)
+        order = rng.permutation(len(centres))
+        centres, contexts = centres[order], contexts[order]
+        negatives = draw_negatives(noise, (len(centres), settings.negative), rng)
+        n_batches = max(1, math.ceil(len(centres) / settings.batch_size))
+        epoch_loss = 0.0
+        for b in range(n_batches):
+            sl = slice(b * settings.batch_size, (b + 1) * settings.batch_size)
+            lr = max(lr1, lr0 - (lr0 - lr1) * min(done / total_steps, 1.0))
+            loss = step(centres[sl], contexts[sl], negatives[sl], np.float32(lr))
+            epoch_loss += float(loss) * len(centres[sl])
+            done += 1
+            if b % 50 == 0 or b == n_batches - 1:
+                bar.n = round(bar.total * ((len(losses) + (b + 1) / n_batches) / settings.epochs))
+                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.4f}", refresh=False)
+                bar.refresh()
+        losses.append(epoch_loss / max(len(centres), 1))
+        if not math.isfinite(losses[-1]):
+            bar.close()
+            raise FloatingPointError(
+                f"training diverged in epoch {len(losses)} (the loss is {losses[-1]}); lower learning_rate "
+                f"(now {lr0}) or batch_size (now {settings.batch_size}) — with a small vocabulary each batch "
+                "sums many updates of the same word — or subsample frequent words more (sample=1e-3)"
+            )
+    seconds = time.perf_counter() - start
+    bar.close()
+
+    words = vocab.words[len(Vocabulary().words) :]
+    matrix = keras.ops.convert_to_numpy(model.target)[len(vocab.words) - len(words) :]
+    return TrainedVectors(
+        words,
+        matrix,
+        model=model,
+        vocabulary=vocab,
+        counts=counts,
+        settings=settings,
+        losses=losses,
+        seconds=seconds,
+        corpus_words=corpus_words,
+    )
+
+
+def _expected_pairs(ids, owner, keep, window, rng) -> int:
+    sub_ids, sub_owner = subsample(ids, owner, keep, rng)
+    return len(context_pairs(sub_ids, sub_owner, window, rng)[0])
+
+
+# --------------------------------------------------------------------------- command line
+
+# Settings per corpus for `mmcourse train embeddings`; --epochs/--dim/--seed override them.
+CORPUS_DEFAULTS = {
+    "shapes": SkipGramSettings(dim=16, window=3, min_count=1, sample=1e-3, epochs=5, batch_size=512),
+    "lee": SkipGramSettings(dim=100, window=5, min_count=5, sample=1e-3, epochs=50),
+}
+
+
+def train_command(corpus: str, out: str | Path, *, epochs: int | None = None, dim: int | None = None, seed: int | None = None) -> dict:
+    """What ``mmcourse train embeddings`` does: train, write ``vectors.txt`` and ``metrics.json``.
+
+    ``vectors.txt`` is in word2vec text format (``gensim.models.KeyedVectors.load_word2vec_format``
+    reads it). ``metrics.json`` holds the settings, ``seconds`` and ``words_per_second``, and
+    for ``lee`` the WordSim-353 and SimLex-999 Spearman correlations and the analogy accuracy
+    (see :mod:`mmcourse.wordsim`). Returns the metrics.
+    """
+    if corpus not in CORPUS_DEFAULTS:
+        raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(CORPUS_DEFAULTS)}")
+    from dataclasses import replace
+
+    settings = CORPUS_DEFAULTS[corpus]
+    changes = {k: v for k, v in {"epochs": epochs, "dim": dim, "seed": seed}.items() if v is not None}
+    settings = replace(settings, **changes)
+    sentences = load_corpus(corpus, seed=settings.seed) if corpus == "shapes" else load_corpus(corpus)
+    vectors = train_skipgram(sentences, settings, progress=True)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vectors.save_word2vec_format(out / "vectors.txt")
+    metrics: dict = {
+        "corpus": corpus,
+        "words": len(vectors),
+        "settings": asdict(settings),
+        "seconds": vectors.seconds,
+        "words_per_second": vectors.words_per_second,
+        "loss_per_epoch": vectors.losses,
+    }
+    if corpus == "lee":
+        from mmcourse.wordsim import evaluate_all
+
+        metrics.update(evaluate_all(vectors))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,238 @@
+"""The course's image encoder: a small CNN that turns a 64×64 image into feature vectors.
+
+Notebook 02 builds and trains it; notebooks 05–08 reuse it. The API is small and stable::
+
+    from mmcourse.models import vision
+
+    encoder = vision.build_image_encoder(channels=64)        # keras.Model
+    out = encoder(vision.preprocess(images))                 # {"grid": (n, 8, 8, 64), "pooled": (n, 64)}
+    classifier = vision.build_attribute_classifier(encoder)  # three softmax heads on top
+    history = vision.train_attribute_classifier(classifier, train, val, epochs=5)
+    pooled = vision.encode(encoder, images)                  # numpy, in batches
+    neighbours, similarity = vision.nearest_images(pooled, query_index=0, k=5)
+
+**Inputs.** The encoder takes float32 images in ``[0, 1]``, shape ``(n, 64, 64, 3)``.
+The Shapes world gives uint8 images in ``[0, 255]``: :func:`preprocess` converts them
+(:func:`encode` and :func:`train_attribute_classifier` call it for you).
+
+**Outputs.** ``grid`` is an 8×8 grid of ``channels``-dimensional feature vectors, one for
+each 8×8-pixel patch of the image (what attention looks at); ``pooled`` is their mean,
+one vector for the whole image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmcourse._tf import tensorflow
+
+tf = tensorflow()
+
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+
+from mmcourse.data import shapes  # noqa: E402
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "ATTRIBUTES",
+    "preprocess",
+    "build_image_encoder",
+    "build_attribute_classifier",
+    "attribute_targets",
+    "train_attribute_classifier",
+    "predict_attributes",
+    "encode",
+    "nearest_images",
+]
+
+IMAGE_SHAPE = (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3)
+#: The three things the attribute classifier predicts about a single object, and their classes.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "shape": tuple(shapes.SHAPES),
+    "colour": tuple(shapes.COLOURS),
+    "size": tuple(shapes.SIZES),
+}
+
+
+def preprocess(images) -> np.ndarray:
+    """Images as the encoder takes them: float32 in ``[0, 1]``, shape ``(n, 64, 64, 3)``.
+
+    uint8 images (as the Shapes world makes them) are divided by 255; float images must
+    already lie in ``[0, 1]``. One image ``(64, 64, 3)`` becomes a batch of one.
+    """
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(
+            f"the image encoder takes 64×64 RGB images, shape (n, 64, 64, 3) or (64, 64, 3); got {np.shape(images)}. "
+            "Shapes-world images already have this shape; resize other images first (e.g. skimage.transform.resize)."
+        )
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images must be uint8 in [0, 255] or floats in [0, 1]; got dtype {x.dtype}")
+    if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise ValueError(
+            f"float images must lie in [0, 1], these span [{float(x.min()):.3g}, {float(x.max()):.3g}]; "
+            "divide uint8-range images by 255 (or pass them as uint8)"
+        )
+    return x.astype(np.float32, copy=False)
+
+
+def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> keras.Model:
+    """A small CNN: 64×64×3 images → ``{"grid": (n, 8, 8, channels), "pooled": (n, channels)}``.
+
+    Three blocks of *3×3 convolution ("same" padding) → batch normalisation → ReLU →
+    2×2 max pooling* with ``channels/4``, ``channels/2`` and ``channels`` filters halve the
+    image three times (64 → 32 → 16 → 8); a 1×1 convolution with ReLU mixes the channels at
+    each grid cell; the pooled vector is the grid's mean over its 64 cells. Layers are named
+    ``conv1``, ``norm1``, ``relu1``, ``pool1``, …, ``grid``, ``pooled`` so their outputs can
+    be inspected (e.g. ``keras.Model(encoder.input, encoder.get_layer("relu1").output)``).
+
+    Args:
+        channels: length of each feature vector; a positive multiple of 4.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model`` with a dict output; it saves and loads as ``.keras``.
+    """
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 4 or channels % 4:
+        raise ValueError(f"channels must be a positive multiple of 4 (e.g. 32, 64, 128), got {channels!r}")
+    channels = int(channels)
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    x = inputs
+    for i, width in enumerate((channels // 4, channels // 2, channels), start=1):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        # A short memory (0.7, not Keras's 0.99) so that the running statistics used at test
+        # time catch up with the weights even after a few dozen steps (the quick profile).
+        x = keras.layers.BatchNormalization(momentum=0.7, name=f"norm{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    grid = keras.layers.Conv2D(channels, 1, activation="relu", name="grid")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(grid)
+    return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=name)
+
+
+def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learning_rate: float = 2e-3) -> keras.Model:
+    """The encoder with three softmax heads for a single object's shape, colour and size.
+
+    ``pooled`` → Dense(``hidden``, ReLU) → three Dense softmax layers named ``shape``
+    (3 classes), ``colour`` (6) and ``size`` (2). The model is compiled with Adam, sparse
+    categorical cross-entropy on each head (summed) and each head's accuracy. Training it
+    trains the encoder too (they share weights).
+    """
+    try:
+        outputs = encoder.output
+    except (AttributeError, ValueError):  # a model that was never built has no outputs
+        outputs = None
+    if not isinstance(encoder, keras.Model) or not isinstance(outputs, dict) or "pooled" not in outputs:
+        raise ValueError("build_attribute_classifier takes an encoder made by build_image_encoder(), with a 'pooled' output")
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise ValueError(f"hidden must be a positive whole number of units, got {hidden!r}")
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    h = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(encoder(inputs)["pooled"])
+    outputs = {attr: keras.layers.Dense(len(classes), activation="softmax", name=attr)(h) for attr, classes in ATTRIBUTES.items()}
+    model = keras.Model(inputs, outputs, name="attribute_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={attr: "sparse_categorical_crossentropy" for attr in ATTRIBUTES},
+        metrics={attr: ["accuracy"] for attr in ATTRIBUTES},
+    )
+    return model
+
+
+def attribute_targets(dataset: shapes.ShapesDataset) -> dict[str, np.ndarray]:
+    """Class indices ``{"shape": (n,), "colour": (n,), "size": (n,)}`` of single-object images.
+
+    The indices follow :data:`ATTRIBUTES`. Every image must hold exactly one object.
+    """
+    if not isinstance(dataset, shapes.ShapesDataset):
+        raise TypeError(f"attribute_targets takes a ShapesDataset, got {type(dataset).__name__}")
+    if (dataset.n_objects != 1).any():
+        raise ValueError(
+            f"{int((dataset.n_objects != 1).sum())} of the {len(dataset)} images hold two objects; the attribute "
+            "classifier needs single-object images: shapes.generate(n, seed, objects=(1,))"
+        )
+    objects = [scene.objects[0] for scene in dataset.scenes]
+    return {attr: np.array([classes.index(getattr(o, attr)) for o in objects], np.int32) for attr, classes in ATTRIBUTES.items()}
+
+
+def train_attribute_classifier(
+    model: keras.Model,
+    train: shapes.ShapesDataset,
+    val: shapes.ShapesDataset | None = None,
+    *,
+    epochs: int = 5,
+    batch_size: int = 64,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    cosine_decay: bool = True,
+    verbose: int = 0,
+) -> keras.callbacks.History:
+    """Fit the attribute classifier on single-object Shapes images; return the Keras ``History``.
+
+    With ``cosine_decay`` the learning rate falls from its compiled value ``η₀`` along a
+    half cosine, ``η_e = η₀ · ½ (1 + cos(π e / epochs))`` in epoch ``e = 0, 1, …``: big steps
+    first, small ones at the end, so the weights (and batch normalisation's running
+    statistics) settle. ``history.history`` holds ``loss``, ``shape_accuracy``,
+    ``colour_accuracy``, ``size_accuracy`` (and ``val_…`` when ``val`` is given) and
+    ``learning_rate``, one value per epoch. Afterwards the learning rate is ``η₀`` again.
+    """
+    x = preprocess(train.images)
+    y = attribute_targets(train)
+    validation = None if val is None else (preprocess(val.images), attribute_targets(val))
+    callbacks = list(callbacks)
+    if cosine_decay:
+        eta_0 = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(lambda e: eta_0 * 0.5 * (1 + np.cos(np.pi * e / epochs))))
+    history = model.fit(
+        x, y, validation_data=validation, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=verbose
+    )
+    if cosine_decay:
+        model.optimizer.learning_rate = eta_0  # as compiled, so that training again starts from η₀
+    return history
+
+
+def predict_attributes(model: keras.Model, images, *, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Predicted class indices ``{"shape": (n,), "colour": (n,), "size": (n,)}``."""
+    probs = model.predict(preprocess(images), batch_size=batch_size, verbose=0)
+    return {attr: np.asarray(probs[attr]).argmax(axis=-1) for attr in ATTRIBUTES}
+
+
+def encode(encoder: keras.Model, images, *, batch_size: int = 256, output: str = "pooled") -> np.ndarray:
+    """Features of many images, computed in batches: ``(n, C)`` pooled or ``(n, 8, 8, C)`` grid.
+
+    Args:
+        encoder: made by :func:`build_image_encoder` (trained or not).
+        images: uint8 ``[0, 255]`` or float ``[0, 1]``, shape ``(n, 64, 64, 3)``.
+        batch_size: images per forward pass (memory, not results, depends on it).
+        output: ``"pooled"`` or ``"grid"``.
+    """
+    if output not in ("pooled", "grid"):
+        raise ValueError(f"output must be 'pooled' or 'grid', got {output!r}")
+    x = preprocess(images)
+    parts = [keras.ops.convert_to_numpy(encoder(x[i : i + batch_size], training=False)[output]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0,) + tuple(encoder.output[output].shape[1:]), np.float32)
+
+
+def nearest_images(features, query_index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` images whose feature vectors are most similar to the query's (cosine similarity).
+
+    Returns ``(indices, similarities)``, most similar first, the query itself left out.
+    Cosine similarity ``cos(a, b) = a·b / (‖a‖ ‖b‖)`` compares directions, not lengths.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"features must be one vector per image, shape (n, C); got {f.shape} (flatten grids first)")
+    n = len(f)
+    if not -n <= query_index < n:
+        raise IndexError(f"query_index {query_index} is out of range for {n} images")
+    if not 1 <= k < n:
+        raise ValueError(f"k must be between 1 and {n - 1} (the other images), got {k}")
+    unit = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    similarity = unit @ unit[query_index]
+    similarity[query_index % n] = -np.inf
+    order = np.argsort(-similarity, kind="stable")[:k]
+    return order, similarity[order]
