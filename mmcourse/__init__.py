@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["config", "data", "device", "models", "viz", "widgets", "__version__"]
+__all__ = ["config", "data", "device", "layers", "models", "viz", "widgets", "__version__"]
 
 
 def __getattr__(name: str):

@@ -60,6 +60,7 @@ __all__ = [
     "questions",
     "vocabulary_words",
     "captions_of",
+    "caption_distribution",
 ]
 
 IMAGE_SIZE = 64
@@ -880,4 +881,19 @@ def captions_of(scene: Scene, seed: int = 0) -> list[str]:
     return _sample_captions(np.random.default_rng(seed), a)[0]
 
 
+def caption_distribution() -> dict[str, float]:
+    """The probability of every caption, drawing one reference caption of one image of
+    ``generate(n)`` (default options) at random.
 
+    Half the images hold one object: any of the 5 prefixes and 36 object phrases, so each
+    such caption has probability ½ · ⅕ · 1/36. The other half hold two: a prefix, the
+    phrase said first, one of the 4 relation words (2 axes × 2 word orders) and the phrase
+    said second, each uniform and independent: ½ · ⅕ · 1/36 · ¼ · 1/36. This is what makes
+    the best possible perplexity of a caption language model computable (notebook 03).
+    """
+    single, pair = _caption_tables()
+    p_single = 0.5 / (len(PREFIXES) * _N_PHRASES)
+    p_pair = 0.5 / (len(PREFIXES) * _N_PHRASES * len(RELATIONS) * _N_PHRASES)
+    out = dict.fromkeys(single.tolist(), p_single)
+    out.update(dict.fromkeys(pair.tolist(), p_pair))
+    return out

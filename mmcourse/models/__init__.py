@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["embeddings", "vision"]
+__all__ = ["embeddings", "sequence", "vision"]
 
 
 def __getattr__(name: str):

@@ -1,0 +1,15 @@
+"""Interactive demos for the notebooks, built on ipywidgets, one module per widget.
+
+The logic lives in plain Python classes whose controls are ordinary widgets, so tests can
+set a control's value and check what changed, without a browser.
+"""
+
+from __future__ import annotations
+
+from mmcourse.widgets.attention import AttentionExplorer
+from mmcourse.widgets.convolution import ConvolutionPlayground
+from mmcourse.widgets.embeddings import EmbeddingExplorer
+from mmcourse.widgets.sampler import CaptionSampler
+from mmcourse.widgets.scene import SceneComposer
+
+__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer"]
