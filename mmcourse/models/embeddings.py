@@ -251,7 +251,8 @@ class SkipGram(keras.Model):
         self.built = True
 
     def call(self, inputs):
-        centre, context, negatives = inputs
+        # Indices as int32: older Keras (3.3) turns numpy inputs into float tensors.
+        centre, context, negatives = (ops.cast(x, "int32") for x in inputs)
         v_c = ops.take(self.target, centre, axis=0)  # (batch, dim)
         u_o = ops.take(self.context, context, axis=0)  # (batch, dim)
         u_k = ops.take(self.context, negatives, axis=0)  # (batch, K, dim)
