@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["embeddings", "sequence", "vision"]
+__all__ = ["embeddings", "generative", "judge", "sequence", "vision"]
 
 
 def __getattr__(name: str):

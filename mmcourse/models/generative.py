@@ -1,0 +1,456 @@
+"""Generative models of Shapes-world images: autoencoder, VAE, conditional VAE, a small GAN.
+
+Images are float32 in ``[0, 1]``, shape ``(n, 64, 64, 3)`` (uint8 images are divided by
+255 on the way in). The VAE's likelihood is a Gaussian with a fixed standard deviation
+``sigma`` per pixel, so every term of its ELBO is a log-density in nats:
+
+    log p(x|z)  = Σ_pixels [ −(x − x̂(z))² / (2σ²) − ½ log(2πσ²) ]
+    KL(q‖p)     = ½ Σ_latent [ μ² + σ_q² − 1 − log σ_q² ]          (q = N(μ, σ_q²), p = N(0, I))
+    ELBO(x)     = E_q[log p(x|z)] − KL(q‖p)  ≤  log p(x)
+
+Densities of continuous pixels can exceed 1, so an ELBO in nats can be positive; what
+matters is that it is a lower bound, which :func:`importance_log_likelihood` lets a test check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mmcourse._tf import tensorflow
+from mmcourse.data import shapes
+from mmcourse.data.text import Vocabulary
+
+tf = tensorflow()
+import keras  # noqa: E402  (after TensorFlow, imported quietly)
+from keras import ops  # noqa: E402
+
+__all__ = [
+    "PIXEL_SIGMA",
+    "to_unit",
+    "add_noise",
+    "build_image_encoder",
+    "build_image_decoder",
+    "build_autoencoder",
+    "gaussian_log_likelihood",
+    "kl_divergence",
+    "kl_monte_carlo",
+    "VAE",
+    "caption_vocabulary",
+    "encode_captions",
+    "importance_log_likelihood",
+    "GAN",
+]
+
+PIXEL_SIGMA = 0.1  # the decoder's fixed standard deviation per pixel value in [0, 1]
+_CHANNELS = (16, 32, 64)  # convolution widths at 32×32, 16×16 and 8×8
+CAPTION_LENGTH = 16  # longest Shapes caption (13 words) with <start> and <end>, padded
+
+
+def to_unit(images) -> np.ndarray:
+    """Images as float32 in ``[0, 1]``: uint8 ``[0, 255]`` is divided by 255; floats are checked."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must have shape (n, height, width, 3), got {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError("float images must lie in [0, 1]; divide uint8 images by 255 (or pass them as uint8)")
+    return x
+
+
+def add_noise(images, std: float, *, seed: int = 0) -> np.ndarray:
+    """Gaussian pixel noise for a denoising autoencoder: ``clip(x + std·ε, 0, 1)``, ε ~ N(0, 1)."""
+    x = to_unit(images)
+    rng = np.random.default_rng(seed)
+    return np.clip(x + std * rng.standard_normal(x.shape).astype(np.float32), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def build_image_encoder(latent_dim: int, *, outputs: int = 1, condition_dim: int = 0, name: str = "encoder") -> keras.Model:
+    """Convolutions (stride 2: 64 → 32 → 16 → 8) → Dense(256) → ``outputs`` Dense heads of ``latent_dim``.
+
+    One head for an autoencoder's code; two (mean and log-variance) for a VAE. With
+    ``condition_dim`` the model takes a second input (a caption's vector), joined to the
+    image features before the heads.
+    """
+    _check_positive(latent_dim, "latent_dim")
+    image = keras.Input((shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3), name="image")
+    h = image
+    for width in _CHANNELS:
+        h = keras.layers.Conv2D(width, 4, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.Flatten()(h)
+    inputs = [image]
+    if condition_dim:
+        condition = keras.Input((condition_dim,), name="condition")
+        inputs.append(condition)
+        h = keras.layers.Concatenate()([h, condition])
+    h = keras.layers.Dense(256, activation="relu")(h)
+    if outputs == 2:
+        out = [keras.layers.Dense(latent_dim, name="mean")(h), keras.layers.Dense(latent_dim, name="log_variance")(h)]
+    elif outputs == 1:
+        out = keras.layers.Dense(latent_dim, name="code")(h)
+    else:
+        raise ValueError(f"outputs is 1 (a code) or 2 (mean and log-variance), got {outputs!r}")
+    return keras.Model(inputs if condition_dim else image, out, name=name)
+
+
+def build_image_decoder(latent_dim: int, *, condition_dim: int = 0, name: str = "decoder") -> keras.Model:
+    """Dense → 8×8×64 → transposed convolutions (8 → 16 → 32 → 64) → sigmoid: pixel means in [0, 1]."""
+    _check_positive(latent_dim, "latent_dim")
+    z = keras.Input((latent_dim,), name="z")
+    inputs, h = [z], z
+    if condition_dim:
+        condition = keras.Input((condition_dim,), name="condition")
+        inputs.append(condition)
+        h = keras.layers.Concatenate()([z, condition])
+    h = keras.layers.Dense(256, activation="relu")(h)
+    h = keras.layers.Dense(8 * 8 * _CHANNELS[-1], activation="relu")(h)
+    h = keras.layers.Reshape((8, 8, _CHANNELS[-1]))(h)
+    for width in reversed(_CHANNELS):
+        h = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", activation="relu")(h)
+    x_hat = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="pixels")(h)
+    return keras.Model(inputs if condition_dim else z, x_hat, name=name)
+
+
+def build_autoencoder(latent_dim: int, *, learning_rate: float = 1e-3) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """A plain (deterministic) autoencoder ``x → code → x̂``, compiled with the mean squared error.
+
+    Returns ``(autoencoder, encoder, decoder)``; the three share weights.
+    """
+    encoder = build_image_encoder(latent_dim)
+    decoder = build_image_decoder(latent_dim)
+    image = keras.Input((shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3), name="image")
+    autoencoder = keras.Model(image, decoder(encoder(image)), name="autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return autoencoder, encoder, decoder
+
+
+def _check_positive(value, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive whole number, got {value!r}")
+
+
+# --------------------------------------------------------------------------- the terms of the ELBO
+
+
+def gaussian_log_likelihood(x, x_hat, sigma: float = PIXEL_SIGMA):
+    """``log N(x; x̂, σ²I)`` per image, summed over pixels and channels (nats)."""
+    const = -0.5 * math.log(2 * math.pi * sigma**2)
+    squared = ops.square(ops.convert_to_tensor(x) - x_hat)
+    return ops.sum(const - squared / (2 * sigma**2), axis=(1, 2, 3))
+
+
+def kl_divergence(mean, log_variance):
+    """Closed-form ``KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ (μ² + σ² − 1 − log σ²)`` per row (nats)."""
+    return 0.5 * ops.sum(ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance, axis=-1)
+
+
+def kl_monte_carlo(mean, log_variance, n_samples: int = 10_000, *, seed: int = 0) -> np.ndarray:
+    """The same KL estimated by sampling: the mean over ``z ~ q`` of ``log q(z) − log p(z)``.
+
+    An independent check of :func:`kl_divergence` (numpy only); its error shrinks as 1/√n.
+    """
+    mean = np.asarray(mean, np.float64)
+    log_variance = np.asarray(log_variance, np.float64)
+    std = np.exp(0.5 * log_variance)
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((n_samples,) + mean.shape)
+    z = mean + std * eps
+    log_q = -0.5 * (eps**2 + log_variance + np.log(2 * np.pi))
+    log_p = -0.5 * (z**2 + np.log(2 * np.pi))
+    return (log_q - log_p).sum(axis=-1).mean(axis=0)
+
+
+# --------------------------------------------------------------------------- captions as conditions
+
+
+def caption_vocabulary() -> Vocabulary:
+    """The Shapes caption vocabulary (``<pad>``, ``<start>``, ``<end>``, ``<unk>`` and every grammar word)."""
+    return Vocabulary(shapes.vocabulary_words())
+
+
+def encode_captions(captions, vocabulary: Vocabulary | None = None) -> np.ndarray:
+    """Token ids ``(n, CAPTION_LENGTH)`` of Shapes captions, checked against the grammar first.
+
+    A caption outside the grammar raises :class:`mmcourse.data.shapes.CaptionError`, whose
+    message names the unknown or unexpected word.
+    """
+    vocabulary = vocabulary or caption_vocabulary()
+    captions = [captions] if isinstance(captions, str) else list(captions)
+    for caption in captions:
+        shapes.parse_caption(caption)
+    return vocabulary.encode_batch(captions, length=CAPTION_LENGTH)
+
+
+# --------------------------------------------------------------------------- the VAE
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class VAE(keras.Model):
+    """A variational autoencoder, optionally conditioned on a caption.
+
+    The encoder gives ``q(z|x) = N(μ(x), diag exp(log_variance(x)))``; the reparameterisation
+    ``z = μ + exp(½ log_variance)·ε`` with ``ε ~ N(0, I)`` keeps sampling differentiable;
+    the decoder gives the pixel means ``x̂(z)``. Training maximises the ELBO, i.e. minimises
+    ``−E_q[log p(x|z)] + β·KL(q‖p)`` (``β = 1`` is the true ELBO; other β weigh the KL term).
+
+    With ``vocab_size`` > 0 the model is a conditional VAE: a caption (token ids) is encoded
+    by an embedding and a GRU into a vector ``c`` that both encoder and decoder see,
+    ``q(z|x, c)`` and ``p(x|z, c)``; the prior stays ``N(0, I)``. Train it on ``(images, ids)``.
+
+    Metrics while training (per image, nats): ``loss`` (−ELBO with β), ``reconstruction``
+    (−E_q[log p(x|z)]) and ``kl``.
+    """
+
+    def __init__(self, latent_dim: int = 16, *, beta: float = 1.0, sigma: float = PIXEL_SIGMA, vocab_size: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive(latent_dim, "latent_dim")
+        if not beta >= 0:
+            raise ValueError(f"beta must be zero or more, got {beta!r}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma!r}")
+        self.latent_dim, self.beta, self.sigma, self.vocab_size = int(latent_dim), float(beta), float(sigma), int(vocab_size)
+        condition_dim = 0
+        if self.vocab_size:
+            condition_dim = 64
+            self.embedding = keras.layers.Embedding(self.vocab_size, 32, mask_zero=True, name="word_vectors")
+            self.text_rnn = keras.layers.GRU(condition_dim, name="caption_gru")
+        self.encoder = build_image_encoder(self.latent_dim, outputs=2, condition_dim=condition_dim)
+        self.decoder = build_image_decoder(self.latent_dim, condition_dim=condition_dim)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl")}
+
+    @property
+    def conditional(self) -> bool:
+        return self.vocab_size > 0
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # -- the pieces, each usable on its own in a notebook
+    def condition(self, caption_ids):
+        """The caption's vector ``c`` (conditional model only)."""
+        if not self.conditional:
+            raise ValueError("this VAE is not conditional; build it with VAE(vocab_size=...) to use captions")
+        ids = ops.cast(caption_ids, "int32")
+        return self.text_rnn(self.embedding(ids), mask=ops.not_equal(ids, 0))
+
+    def encode(self, x, caption_ids=None):
+        """``(μ, log σ²)`` of ``q(z|x[, c])``."""
+        x = ops.convert_to_tensor(x, "float32")
+        if self.conditional:
+            return self.encoder([x, self.condition(self._ids(caption_ids))])
+        return self.encoder(x)
+
+    def decode(self, z, caption_ids=None):
+        """Pixel means ``x̂(z[, c])`` in [0, 1]."""
+        z = ops.convert_to_tensor(z, "float32")
+        if self.conditional:
+            return self.decoder([z, self.condition(self._ids(caption_ids))])
+        return self.decoder(z)
+
+    def _ids(self, caption_ids):
+        if caption_ids is None:
+            raise ValueError("a conditional VAE needs captions: pass their token ids (see encode_captions)")
+        return caption_ids
+
+    @staticmethod
+    def reparameterise(mean, log_variance, seed=None):
+        """``z = μ + exp(½ log σ²) · ε``, ``ε ~ N(0, I)``."""
+        eps = keras.random.normal(ops.shape(mean), seed=seed)
+        return mean + ops.exp(0.5 * log_variance) * eps
+
+    def call(self, inputs, training=False):
+        x, ids = inputs if self.conditional else (inputs, None)
+        mean, log_variance = self.encode(x, ids)
+        z = self.reparameterise(mean, log_variance) if training else mean
+        return self.decode(z, ids)
+
+    def _terms(self, x, ids, seed=None):
+        mean, log_variance = self.encode(x, ids)
+        z = self.reparameterise(mean, log_variance, seed)
+        x_hat = self.decode(z, ids)
+        reconstruction = -gaussian_log_likelihood(x, x_hat, self.sigma)
+        kl = kl_divergence(mean, log_variance)
+        return reconstruction, kl
+
+    def _unpack(self, data):
+        if self.conditional:
+            x, ids = data[0] if isinstance(data[0], (tuple, list)) else data[:2]
+            return ops.cast(x, "float32"), ids
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return ops.cast(x, "float32"), None
+
+    def train_step(self, data):
+        x, ids = self._unpack(data)
+        with tf.GradientTape() as tape:
+            reconstruction, kl = self._terms(x, ids)
+            loss = ops.mean(reconstruction + self.beta * kl)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update(loss, reconstruction, kl)
+
+    def test_step(self, data):
+        x, ids = self._unpack(data)
+        reconstruction, kl = self._terms(x, ids)
+        return self._update(ops.mean(reconstruction + self.beta * kl), reconstruction, kl)
+
+    def _update(self, loss, reconstruction, kl):
+        self.trackers["loss"].update_state(loss)
+        self.trackers["reconstruction"].update_state(ops.mean(reconstruction))
+        self.trackers["kl"].update_state(ops.mean(kl))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    # -- numpy helpers for notebooks and tests
+    def elbo(self, images, caption_ids=None, *, n_samples: int = 1, batch_size: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
+        """Per-image ``{"elbo", "reconstruction", "kl"}`` in nats (β = 1: the true bound).
+
+        ``reconstruction`` is ``E_q[log p(x|z)]`` estimated with ``n_samples`` draws of z;
+        ``kl`` is exact; ``elbo = reconstruction − kl``.
+        """
+        x = to_unit(images)
+        rec_parts, kl_parts = [], []
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size]
+            ids = None if caption_ids is None else np.asarray(caption_ids)[start : start + batch_size]
+            mean, log_variance = self.encode(xb, ids)
+            total = 0.0
+            for s in range(n_samples):
+                z = self.reparameterise(mean, log_variance, seed=seed * 1000 + s + start)
+                total = total + gaussian_log_likelihood(xb, self.decode(z, ids), self.sigma)
+            rec_parts.append(ops.convert_to_numpy(total) / n_samples)
+            kl_parts.append(ops.convert_to_numpy(kl_divergence(mean, log_variance)))
+        reconstruction, kl = np.concatenate(rec_parts), np.concatenate(kl_parts)
+        return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
+
+    def sample(self, n: int, caption_ids=None, *, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """Decode ``n`` codes drawn from the prior ``N(0, temperature²·I)``: images in [0, 1]."""
+        rng = np.random.default_rng(seed)
+        z = temperature * rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        return ops.convert_to_numpy(self.decode(z, caption_ids))
+
+    def draw(self, caption: str, n: int = 1, *, seed: int = 0, vocabulary: Vocabulary | None = None) -> np.ndarray:
+        """Images drawn from a caption (conditional model): ``n`` prior codes decoded with it.
+
+        A caption outside the Shapes grammar raises ``CaptionError`` naming the word.
+        """
+        ids = encode_captions([caption] * n, vocabulary)
+        return self.sample(n, ids, seed=seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(latent_dim=self.latent_dim, beta=self.beta, sigma=self.sigma, vocab_size=self.vocab_size)
+        return config
+
+
+def importance_log_likelihood(vae: VAE, images, caption_ids=None, *, k: int = 64, seed: int = 0) -> np.ndarray:
+    """An importance-sampled estimate of ``log p(x)`` per image (nats), with q(z|x) as proposal:
+
+        log p(x) ≈ log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x).
+
+    In expectation it is at least the ELBO and it tightens as ``k`` grows (Burda et al., 2016);
+    with ``k = 1`` it is a one-sample ELBO.
+    """
+    x = to_unit(images)
+    mean, log_variance = (ops.convert_to_numpy(t).astype(np.float64) for t in vae.encode(x, caption_ids))
+    std = np.exp(0.5 * log_variance)
+    rng = np.random.default_rng(seed)
+    log_w = np.empty((k, len(x)))
+    for i in range(k):
+        eps = rng.standard_normal(mean.shape)
+        z = mean + std * eps
+        log_px_z = ops.convert_to_numpy(gaussian_log_likelihood(x, vae.decode(z.astype(np.float32), caption_ids), vae.sigma))
+        log_pz = -0.5 * (z**2 + np.log(2 * np.pi)).sum(-1)
+        log_qz = -0.5 * (eps**2 + log_variance + np.log(2 * np.pi)).sum(-1)
+        log_w[i] = log_px_z + log_pz - log_qz
+    top = log_w.max(axis=0)
+    return top + np.log(np.exp(log_w - top).mean(axis=0))
+
+
+# --------------------------------------------------------------------------- a small GAN
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class GAN(keras.Model):
+    """A small DCGAN: a generator ``G(z)`` (the VAE's decoder shape) and a convolutional
+    discriminator ``D(x)`` giving the logit of "real".
+
+    The two losses (non-saturating form, Goodfellow et al., 2014):
+
+        L_D = −log σ(D(x)) − log(1 − σ(D(G(z))))       (tell real from generated)
+        L_G = −log σ(D(G(z)))                          (make D call the generated real)
+
+    Compile with ``compile(d_optimizer=..., g_optimizer=...)``; ``fit`` on real images.
+    """
+
+    def __init__(self, latent_dim: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive(latent_dim, "latent_dim")
+        self.latent_dim = int(latent_dim)
+        self.generator = build_image_decoder(self.latent_dim, name="generator")
+        image = keras.Input((shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3))
+        h = image
+        for width in (32, 64, 128):
+            h = keras.layers.Conv2D(width, 4, strides=2, padding="same")(h)
+            h = keras.layers.LeakyReLU(0.2)(h)
+        h = keras.layers.Flatten()(h)
+        self.discriminator = keras.Model(image, keras.layers.Dense(1)(h), name="discriminator")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss")}
+        self.seed_generator = keras.random.SeedGenerator(0)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    @staticmethod
+    def d_loss(real_logits, fake_logits):
+        """``L_D`` per example, from the logits (−log σ(a) = softplus(−a), −log(1−σ(a)) = softplus(a))."""
+        return ops.softplus(-real_logits) + ops.softplus(fake_logits)
+
+    @staticmethod
+    def g_loss(fake_logits):
+        """``L_G`` per example."""
+        return ops.softplus(-fake_logits)
+
+    def train_step(self, data):
+        real = ops.cast(data[0] if isinstance(data, (tuple, list)) else data, "float32")
+        n = ops.shape(real)[0]
+        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fake = self.generator(z, training=True)
+            d_loss = ops.mean(self.d_loss(self.discriminator(real, training=True), self.discriminator(fake, training=True)))
+        grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
+        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            g_loss = ops.mean(self.g_loss(self.discriminator(self.generator(z, training=True), training=True)))
+        grads = tape.gradient(g_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        self.trackers["d_loss"].update_state(d_loss)
+        self.trackers["g_loss"].update_state(g_loss)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def sample(self, n: int, *, seed: int = 0) -> np.ndarray:
+        """``n`` generated images in [0, 1]."""
+        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
+        return ops.convert_to_numpy(self.generator(z, training=False))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(latent_dim=self.latent_dim)
+        return config

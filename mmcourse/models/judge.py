@@ -1,0 +1,118 @@
+"""A judge of whether an image is true to a Shapes caption, for images a model drew.
+
+It reads a scene back from pixels in two steps: classic segmentation finds the objects
+(pixels far from the background colour, grouped into connected regions, the two
+largest kept), then the attribute classifier of notebook 02
+(:func:`mmcourse.models.vision.build_attribute_classifier`) names each object's shape,
+colour and size, seeing it alone on the background, as it was trained. The relation
+comes from the objects' centres. ``shapes.parse_caption(caption).is_true_of(scene)``
+then says whether the caption holds. Measure the judge on real images before trusting it
+on generated ones (:meth:`SceneJudge.read_accuracy`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from mmcourse.data import shapes
+from mmcourse.models import vision
+
+__all__ = ["SceneJudge", "segment"]
+
+_THRESHOLD = 90  # summed |pixel − background| over RGB that counts as "object"
+_MIN_PIXELS = 20  # regions smaller than this are noise (a small triangle covers about 70)
+
+
+def _to_uint8(images) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.dtype != np.uint8:
+        x = np.clip(np.rint(x.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    return x
+
+
+def segment(image) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The background colour (median of the border pixels) and up to two object masks, largest first."""
+    image = _to_uint8(image)[0].astype(np.int16)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    background = np.median(border, axis=0)
+    foreground = np.abs(image - background).sum(axis=-1) > _THRESHOLD
+    labels, n = ndimage.label(foreground, structure=np.ones((3, 3)))
+    if n == 0:
+        return background, []
+    sizes = ndimage.sum(foreground, labels, index=np.arange(1, n + 1))
+    order = np.argsort(-sizes)
+    masks = [labels == k + 1 for k in order[:2] if sizes[k] >= _MIN_PIXELS]
+    return background, masks
+
+
+class SceneJudge:
+    """Reads Shapes scenes back from images; trained once, used on real and drawn images alike."""
+
+    def __init__(self, classifier):
+        self.classifier = classifier
+
+    @classmethod
+    def train(cls, n: int = 4000, epochs: int = 4, *, seed: int = 0, channels: int = 32, callbacks=()) -> SceneJudge:
+        """Train the attribute classifier on ``n`` single-object Shapes images (own seed)."""
+        data = shapes.splits(train=n, seed=seed + 101, objects=(1,))["train"]
+        classifier = vision.build_attribute_classifier(vision.build_image_encoder(channels=channels))
+        vision.train_attribute_classifier(classifier, data, epochs=epochs, batch_size=64, callbacks=list(callbacks))
+        return cls(classifier)
+
+    def read(self, images) -> list[shapes.Scene | None]:
+        """The scene each image shows (``None`` where no object is found)."""
+        images = _to_uint8(images)
+        crops, owners, centres, extents = [], [], [], []
+        for i, image in enumerate(images):
+            background, masks = segment(image)
+            for mask in masks:
+                alone = np.broadcast_to(np.rint(background).astype(np.uint8), image.shape).copy()
+                grown = ndimage.binary_dilation(mask, iterations=1)
+                alone[grown] = image[grown]
+                ys, xs = np.nonzero(mask)
+                crops.append(alone)
+                owners.append(i)
+                centres.append((float(xs.mean()), float(ys.mean())))
+                extents.append(float(max(np.ptp(xs), np.ptp(ys)) + 1))
+        found: list[list[shapes.ShapeObject]] = [[] for _ in images]
+        if crops:
+            predicted = vision.predict_attributes(self.classifier, np.stack(crops))
+            for k, i in enumerate(owners):
+                obj = shapes.ShapeObject(
+                    shape=vision.ATTRIBUTES["shape"][predicted["shape"][k]],
+                    colour=vision.ATTRIBUTES["colour"][predicted["colour"][k]],
+                    size=vision.ATTRIBUTES["size"][predicted["size"][k]],
+                    centre=centres[k],
+                    extent=extents[k],
+                    rgb=(0, 0, 0),
+                )
+                found[i].append(obj)
+        return [_scene(objs) for objs in found]
+
+    def is_true(self, images, captions) -> np.ndarray:
+        """Whether each caption holds of its image (bool array); the captions must parse."""
+        parses = [shapes.parse_caption(c) for c in captions]
+        return np.array([scene is not None and p.is_true_of(scene) for p, scene in zip(parses, self.read(images))])
+
+    def read_accuracy(self, dataset: shapes.ShapesDataset) -> float:
+        """Fraction of real images whose scene is read back exactly (objects and relation)."""
+        read = self.read(dataset.images)
+        return float(np.mean([r is not None and r.description() == s.description() for r, s in zip(read, dataset.scenes)]))
+
+
+def _scene(objects: list[shapes.ShapeObject]) -> shapes.Scene | None:
+    """A scene in canonical order: the relation is "left of" or "above", from the centres."""
+    if not objects:
+        return None
+    if len(objects) == 1:
+        return shapes.Scene((objects[0],))
+    a, b = objects
+    dx, dy = b.centre[0] - a.centre[0], b.centre[1] - a.centre[1]
+    if abs(dx) >= abs(dy):
+        first, second, relation = (a, b, "left of") if dx > 0 else (b, a, "left of")
+    else:
+        first, second, relation = (a, b, "above") if dy > 0 else (b, a, "above")
+    return shapes.Scene((first, second), relation)
