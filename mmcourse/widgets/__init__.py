@@ -9,7 +9,9 @@ from __future__ import annotations
 from mmcourse.widgets.attention import AttentionExplorer
 from mmcourse.widgets.convolution import ConvolutionPlayground
 from mmcourse.widgets.embeddings import EmbeddingExplorer
+from mmcourse.widgets.latent import LatentSliders
 from mmcourse.widgets.sampler import CaptionSampler
 from mmcourse.widgets.scene import SceneComposer
+from mmcourse.widgets.text_to_image import TextToImage
 
-__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer"]
+__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage"]
