@@ -7,6 +7,9 @@
     mmcourse train embeddings --corpus {shapes,lee} --out DIR [--epochs N] [--dim D] [--seed S]
                                           skip-gram word vectors: DIR/vectors.txt (word2vec
                                           text format) and DIR/metrics.json
+    mmcourse train vae --out DIR [--profile quick|full] [--conditional] [--seed S]
+                                          DIR/vae.keras and DIR/metrics.json (test ELBO, its
+                                          terms, seconds; drawings true to their caption)
 
 Each `train` target is a subparser declared here (parsing stays cheap: TensorFlow is
 imported only when a command runs); the work is done by a function in the target's
@@ -61,6 +64,19 @@ def _cmd_train_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_vae(args: argparse.Namespace) -> int:
+    from mmcourse.models.generative import train_command
+
+    metrics = train_command(args.out, profile=args.profile, conditional=args.conditional, seed=args.seed)
+    kind = "conditional VAE" if args.conditional else "VAE"
+    print(f"{kind} in {args.out / 'vae.keras'} · trained in {metrics['train_seconds']:.0f} s")
+    print(f"test ELBO {metrics['test_elbo']:,.1f} nats per image = reconstruction {metrics['test_reconstruction']:,.1f} − KL {metrics['test_kl']:.1f}")
+    if args.conditional:
+        print(f"drawn images true to their caption: {metrics['true_to_caption']:.3f} (judge reads real images exactly: {metrics['judge_read_accuracy']:.3f})")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -102,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--corpus", choices=["shapes", "lee"], required=True, help="Shapes-world captions or the Lee news corpus")
     embeddings.add_argument("--epochs", type=_positive_int, default=None, help="passes over the corpus (default: 5 for shapes, 50 for lee)")
     embeddings.add_argument("--dim", type=_positive_int, default=None, help="vector length (default: 16 for shapes, 100 for lee)")
+    vae = _add_train_target(train_sub, "vae", "a VAE on Shapes images (or, with --conditional, one that draws from captions)", _cmd_train_vae)
+    vae.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
+    vae.add_argument("--conditional", action="store_true", help="condition on captions and measure how often drawings are true to them")
     return parser
 
 
