@@ -1,0 +1,19 @@
+"""Evaluation measures, each defined the way its paper defines it and tested against an
+independent computation: captioning (BLEU, semantic exact match, hallucination, grounding)
+in :mod:`mmcourse.metrics.captioning`.
+
+Re-exported here, so ``from mmcourse.metrics import corpus_bleu`` works.
+"""
+
+from __future__ import annotations
+
+from mmcourse.metrics.captioning import (
+    attention_grounding,
+    bleu_statistics,
+    corpus_bleu,
+    exact_match,
+    mentioned_objects,
+    object_scores,
+)
+
+__all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores"]
