@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["shapes", "text", "pipeline", "catalog", "vectors"]
+__all__ = ["shapes", "text", "pipeline", "catalog", "vectors", "photos"]
 
 
 def __getattr__(name: str):
