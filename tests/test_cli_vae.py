@@ -22,8 +22,9 @@ def test_train_vae_writes_a_loadable_model_and_metrics(tmp_path, capsys):
 def test_train_conditional_vae_measures_truth_to_caption(tmp_path):
     assert main(["train", "vae", "--conditional", "--out", str(tmp_path), "--profile", "quick"]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["conditional"] and metrics["beta"] == 10.0
+    assert metrics["conditional"] and metrics["beta"] == 1.0
     assert 0.0 <= metrics["true_to_caption"] <= 1.0 and 0.0 <= metrics["judge_read_accuracy"] <= 1.0
+    assert 0.0 <= metrics["reconstructions_true_to_caption"] <= 1.0
     assert (tmp_path / "vocabulary.json").exists()
     vae = keras.saving.load_model(tmp_path / "vae.keras", safe_mode=True)
     assert vae.draw("a small red circle", 2).shape == (2, 64, 64, 3)

@@ -58,6 +58,46 @@ def test_closed_form_kl_matches_monte_carlo():
     assert abs(numeric - ours) < 1e-6
 
 
+def test_kl_to_a_learned_prior_matches_monte_carlo_and_integration():
+    """The conditional VAE's KL(N(μ, σ²) ‖ N(μ_p, σ_p²)), against sampling and numerical integration."""
+    rng = np.random.default_rng(3)
+    mean, prior_mean = rng.normal(size=(2, 4, 8)).astype(np.float32)
+    log_variance, prior_log_variance = rng.normal(scale=0.7, size=(2, 4, 8)).astype(np.float32)
+    closed = keras.ops.convert_to_numpy(G.kl_divergence(mean, log_variance, prior_mean, prior_log_variance))
+    sampled = G.kl_monte_carlo(mean, log_variance, 200_000, seed=4, prior_mean=prior_mean, prior_log_variance=prior_log_variance)
+    np.testing.assert_allclose(sampled, closed, rtol=0.02, atol=0.05)
+    q, p = stats.norm(0.3, 0.8), stats.norm(-0.5, 1.7)
+    grid = np.linspace(-12, 12, 200_001)
+    numeric = np.trapezoid(q.pdf(grid) * (q.logpdf(grid) - p.logpdf(grid)), grid)
+    ours = G.kl_divergence(np.array([[0.3]]), np.log([[0.64]]), np.array([[-0.5]]), np.log([[1.7**2]]))
+    assert abs(numeric - keras.ops.convert_to_numpy(ours)[0]) < 1e-6
+    # the standard normal is the special case μ_p = 0, log σ_p² = 0
+    zeros = np.zeros_like(mean)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(G.kl_divergence(mean, log_variance, zeros, zeros)),
+                               keras.ops.convert_to_numpy(G.kl_divergence(mean, log_variance)), rtol=1e-5)
+    with pytest.raises(ValueError, match="give both prior_mean and prior_log_variance"):
+        G.kl_divergence(mean, log_variance, prior_mean)
+
+
+def test_conditional_vae_bound_and_prior_samples(images):
+    """With a learned prior p(z|c): the ELBO is still below the importance-weighted log p(x|c),
+    and prior samples decode z = μ_p(c) + temperature·σ_p(c)·ε."""
+    keras.utils.set_random_seed(2)
+    vocab = G.caption_vocabulary()
+    data = shapes.generate(32, seed=6)
+    x, ids = G.to_unit(data.images), G.encode_captions([c[0] for c in data.captions], vocab)
+    vae = G.VAE(4, vocab_size=len(vocab))
+    vae.compile(keras.optimizers.Adam(1e-3))
+    vae.fit((x, ids), epochs=1, batch_size=16, verbose=0)
+    terms = vae.elbo(x[:8], ids[:8], n_samples=32)
+    iw = G.importance_log_likelihood(vae, x[:8], ids[:8], k=64, seed=1)
+    assert iw.mean() >= terms["elbo"].mean() - 1.0
+    prior_mean, _ = vae.prior(ids[:3])
+    at_mean = vae.sample(3, ids[:3], temperature=0.0)
+    np.testing.assert_allclose(at_mean, keras.ops.convert_to_numpy(vae.decode(prior_mean, ids[:3])), atol=1e-5)
+    assert np.abs(vae.sample(3, ids[:3], seed=1) - at_mean).max() > 1e-3
+
+
 def test_reparameterisation_has_the_right_moments():
     mean = np.full((20_000, 2), [1.0, -2.0], np.float32)
     log_variance = np.full_like(mean, np.log(0.25))
@@ -91,6 +131,22 @@ def test_vae_saves_and_loads(tmp_path, trained_vae, images):
     trained_vae.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(loaded.predict(images[:4], verbose=0), trained_vae.predict(images[:4], verbose=0), atol=1e-5)
+
+
+def test_conditional_vae_saves_and_loads_every_weight(tmp_path):
+    """Text encoder, prior, encoder and decoder all come back (they are built when the model is)."""
+    vocab = G.caption_vocabulary()
+    data = shapes.generate(16, seed=8)
+    x, ids = G.to_unit(data.images), G.encode_captions([c[0] for c in data.captions], vocab)
+    vae = G.VAE(4, vocab_size=len(vocab))
+    vae.compile(keras.optimizers.Adam(1e-3))
+    vae.fit((x, ids), epochs=1, batch_size=8, verbose=0)
+    vae.save(tmp_path / "cvae.keras")
+    loaded = keras.saving.load_model(tmp_path / "cvae.keras", safe_mode=True)
+    assert len(loaded.weights) == len(vae.weights)
+    for ours, theirs in zip(vae.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs))
+    np.testing.assert_allclose(loaded.sample(2, ids[:2], seed=3), vae.sample(2, ids[:2], seed=3), atol=1e-6)
 
 
 def test_conditional_vae_draws_and_names_unknown_words():
@@ -147,3 +203,14 @@ def test_scene_from_centres_is_canonical():
     assert scene.relation == "left of" and scene.objects[0] is b
     assert shapes.parse_caption("a small red circle right of a large blue square").is_true_of(scene)
     assert not shapes.parse_caption("a small red circle left of a large blue square").is_true_of(scene)
+
+
+def test_training_uses_batch_statistics(images):
+    """fit passes training=True down to batch normalisation: its running averages move;
+    outside training the model is deterministic (running averages, z = μ)."""
+    vae = G.VAE(4)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    norms = [layer for net in (vae.encoder, vae.decoder) for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    vae.fit(images[:32], epochs=1, batch_size=16, verbose=0)
+    assert all(np.abs(keras.ops.convert_to_numpy(n.moving_mean)).max() > 0 for n in norms)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(vae(images[:4])), keras.ops.convert_to_numpy(vae(images[:4])))
