@@ -1,6 +1,7 @@
 """Evaluation measures, each defined the way its paper defines it and tested against an
 independent computation: captioning (BLEU, semantic exact match, hallucination, grounding)
-in :mod:`mmcourse.metrics.captioning`.
+in :mod:`mmcourse.metrics.captioning`; retrieval (Recall@K counted per instance and
+semantically) in :mod:`mmcourse.metrics.retrieval`.
 
 Re-exported here, so ``from mmcourse.metrics import corpus_bleu`` works.
 """
@@ -15,5 +16,7 @@ from mmcourse.metrics.captioning import (
     mentioned_objects,
     object_scores,
 )
+from mmcourse.metrics.retrieval import instance_relevance, ranks, recall_at_k, semantic_relevance
 
-__all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores"]
+__all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores",
+           "instance_relevance", "ranks", "recall_at_k", "semantic_relevance"]
