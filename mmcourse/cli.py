@@ -10,6 +10,14 @@
     mmcourse train vae --out DIR [--profile quick|full] [--conditional] [--seed S]
                                           DIR/vae.keras and DIR/metrics.json (test ELBO, its
                                           terms, seconds; drawings true to their caption)
+    mmcourse train retrieval --out DIR [--profile quick|full] [--seed S]
+                                          a dual encoder (images and captions in one space):
+                                          DIR/dual_encoder.keras, vocabulary.json, metrics.json
+                                          (Recall@1/5/10 both ways, instance and semantic)
+    mmcourse train vqa --out DIR [--fusion early|late|product|film|attention] [--profile quick|full] [--seed S]
+                                          visual question answering on Shapes: DIR/image_encoder.keras,
+                                          vqa.keras, vocabulary.json, metrics.json (accuracy overall
+                                          and per question type, train_seconds)
 
 Each `train` target is a subparser declared here (parsing stays cheap: TensorFlow is
 imported only when a command runs); the work is done by a function in the target's
@@ -77,6 +85,60 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_captioner(args: argparse.Namespace) -> int:
+    from mmcourse.models.captioning import train_command
+
+    m = train_command(args.out, profile=args.profile, fusion=args.fusion, seed=args.seed)
+    print(f"{m['fusion']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images")
+    print(f"on {m['test_images']:,} fresh test images: BLEU-4 {m['bleu4']:.1f} · exact match {m['exact_match']:.3f} · "
+          f"hallucination rate {m['hallucination_rate']:.3f}")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_train_retrieval(args: argparse.Namespace) -> int:
+    from mmcourse.models.retrieval import train_command
+
+    m = train_command(args.out, profile=args.profile, seed=args.seed)
+    print(f"dual encoder in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images")
+    print(f"Recall@1/5/10 over {m['test_images']:,} fresh test images ({m['test_images'] * 5:,} captions):")
+    for kind, prefix in (("instance", ""), ("semantic", "semantic_")):
+        for way in ("t2i", "i2t"):
+            values = " / ".join(f"{m[f'{prefix}recall@{k}_{way}']:.3f}" for k in (1, 5, 10))
+            print(f"  {kind:8} {'text → image' if way == 't2i' else 'image → text'}: {values}")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_train_vqa(args: argparse.Namespace) -> int:
+    from mmcourse.models.fusion import KINDS, train_command
+
+    m = train_command(args.out, fusion=args.fusion, profile=args.profile, seed=args.seed)
+    print(f"{m['fusion']} fusion VQA model in {args.out} · trained in {m['train_seconds']:.0f} s on "
+          f"{m['train_questions']:,} questions about {m['train_images']:,} images")
+    print(f"accuracy on {m['test_questions']:,} questions about {m['test_images']:,} fresh test images: {m['accuracy']:.3f} "
+          f"(majority answer per type: {m['majority_baseline']['accuracy']:.3f})")
+    print("  " + " · ".join(f"{kind} {m[kind]:.3f}" for kind in KINDS))
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    from mmcourse.models.captioning import caption_files
+
+    try:
+        results = caption_files(args.model, args.images)
+    except FileNotFoundError as error:
+        print(f"mmcourse caption: {error}", file=sys.stderr)
+        return 2
+    for path, caption, reason in results:
+        if caption is not None:
+            print(f"{path}\t{caption}")
+        else:
+            print(f"{path}: {reason}", file=sys.stderr)
+    return 1 if any(caption is None for _, caption, _ in results) else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -121,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     vae = _add_train_target(train_sub, "vae", "a VAE on Shapes images (or, with --conditional, one that draws from captions)", _cmd_train_vae)
     vae.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
     vae.add_argument("--conditional", action="store_true", help="condition on captions and measure how often drawings are true to them")
+    captioner = _add_train_target(train_sub, "captioner", "the attention captioner on Shapes images; metrics on a fresh test split", _cmd_train_captioner)
+    captioner.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
+    captioner.add_argument("--fusion", choices=["inject", "merge", "attention"], default="attention", help="how image and words meet (default attention)")
+
+    retrieval = _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
+    retrieval.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
+
+    vqa = _add_train_target(train_sub, "vqa", "visual question answering on Shapes with one fusion strategy; accuracy per question type", _cmd_train_vqa)
+    vqa.add_argument("--fusion", choices=["early", "late", "product", "film", "attention"], default="attention", help="how image and question meet (default attention)")
+    vqa.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
+
+    caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
+    caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
+    caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to 64×64, alpha dropped)")
+    caption.set_defaults(func=_cmd_caption)
     return parser
 
 

@@ -97,3 +97,74 @@ def test_saves_and_loads_safely(tmp_path, model, vocab, data):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="fusion must be one of inject, merge, attention"):
         C.Captioner(30, fusion="late")
+
+
+def test_caption_dataset_draws_every_reference(vocab, data):
+    """Each batch pairs an image with one of its own references, drawn afresh each epoch."""
+    ds = C.caption_dataset(data.images[:8], data.captions[:8], vocab, batch_size=8, seed=0)
+    seen = {i: set() for i in range(8)}
+    for _ in range(20):
+        (images, inputs), targets = next(iter(ds))
+        images, inputs, targets = (np.asarray(t) for t in (images, inputs, targets))
+        np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])
+        for image, words in zip(images, inputs):
+            i = next(k for k in range(8) if np.array_equal(data.images[k], image))
+            caption = vocab.decode(words)
+            assert caption in data.captions[i]
+            seen[i].add(caption)
+    assert sum(len(s) for s in seen.values()) > 16  # not always the same reference
+
+
+def test_train_command_writes_a_safe_model_and_metrics(tmp_path, monkeypatch, vocab):
+    import json
+
+    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (64, 1), "full": (64, 1)})
+    metrics = C.train_command(tmp_path, profile="quick", seed=3)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("bleu4", "exact_match", "hallucination_rate", "train_seconds"):
+        assert key in saved
+    assert 0 <= saved["bleu4"] <= 100 and 0 <= saved["exact_match"] <= 1 and 0 <= saved["hallucination_rate"] <= 1
+    model, loaded_vocab = C.load_captioner(tmp_path)
+    assert loaded_vocab == vocab and model.fusion == "attention"
+    with pytest.raises(FileNotFoundError, match="mmcourse train captioner --out DIR"):
+        C.load_captioner(tmp_path / "nothing")
+
+
+def test_evaluate_agrees_with_the_metrics(model, vocab):
+    from mmcourse import metrics
+
+    test = shapes.generate(40, seed=12)
+    scores = C.evaluate(model, test, vocab)
+    assert scores["bleu4"] == pytest.approx(metrics.corpus_bleu(scores["captions"], test.captions))
+    assert scores["exact_match"] == pytest.approx(metrics.exact_match(scores["captions"], test.scenes).mean())
+    assert scores["hallucination_rate"] == pytest.approx(1 - scores["precision"]) or scores["precision"] == 0
+
+
+def test_the_shipped_captioner_meets_its_recorded_metrics(vocab):
+    """data/captioner, re-measured on 300 freshly generated images it never saw."""
+    import json
+
+    from mmcourse import metrics
+
+    folder = C.shipped_model_dir()
+    recorded = json.loads((folder / "metrics.json").read_text())
+    model, shipped_vocab = C.load_captioner(folder)
+    assert shipped_vocab == vocab
+    test = shapes.generate(300, seed=(recorded["seed"], 99))
+    captions, _ = C.greedy_decode(model, test.images, shipped_vocab)
+    # tolerances: four standard errors of a proportion measured on 300 images (sampling noise, not drift)
+    p = recorded["exact_match"]
+    assert metrics.exact_match(captions, test.scenes).mean() >= p - 4 * np.sqrt(p * (1 - p) / len(test))
+    q = recorded["hallucination_rate"]
+    assert metrics.object_scores(captions, test.scenes)["hallucination_rate"] <= q + 4 * np.sqrt(max(q * (1 - q), 0.01) / len(test))
+    assert metrics.corpus_bleu(captions, test.captions) >= recorded["bleu4"] - 6.0
+
+
+def test_the_shipped_captioner_matches_its_checksum():
+    import hashlib
+
+    folder = C.shipped_model_dir()
+    listed = dict(line.split()[::-1] for line in (folder / "SHA256").read_text().splitlines() if line.strip())
+    for name in (C.MODEL_FILE, C.VOCABULARY_FILE):
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == listed[name], f"{name} changed since it was shipped"

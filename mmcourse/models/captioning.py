@@ -29,10 +29,23 @@ tf = tensorflow()
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-__all__ = ["FUSIONS", "CAPTION_LENGTH", "caption_vocabulary", "Captioner", "teacher_forcing_pairs", "greedy_decode", "beam_search"]
+__all__ = [
+    "FUSIONS",
+    "CAPTION_LENGTH",
+    "caption_vocabulary",
+    "Captioner",
+    "teacher_forcing_pairs",
+    "greedy_decode",
+    "beam_search",
+    "evaluate",
+    "train_captioner",
+    "train_command",
+]
 
 FUSIONS = ("inject", "merge", "attention")
 CAPTION_LENGTH = 16  # <start> + the longest caption (13 words) + <end>, padded
+# the centre (x, y) of each of the 64 grid cells, scaled to [−1, 1], row by row as the grid is flattened
+GRID_POSITIONS = np.stack(np.meshgrid(np.linspace(-0.875, 0.875, 8), np.linspace(-0.875, 0.875, 8)), -1).reshape(64, 2).astype(np.float32)
 
 
 def caption_vocabulary() -> Vocabulary:
@@ -79,18 +92,42 @@ class Captioner(keras.Model):
         self.classifier = keras.layers.Dense(self.vocab_size, name="next_word")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "word_loss", "word_accuracy")}
 
+    def build(self, input_shape=None):
+        """Create every weight now (shapes follow from the arguments), so that a saved model
+        loads its weights into layers that exist, whatever the input shape recorded."""
+        if self.built:
+            return
+        self.embedding.build((None,))
+        self.init_state.build((None, self.channels))
+        cell_dim = self.channels + GRID_POSITIONS.shape[1]  # a grid vector: features, then (x, y)
+        attended = cell_dim if self.attention is not None else 0
+        self.cell.build((None, self.embed_dim + attended))
+        if self.attention is not None:
+            grid = (None, 64, cell_dim)
+            self.attention.build((None, self.units), grid, grid)
+        joined = self.units + {"inject": 0, "merge": self.channels, "attention": cell_dim}[self.fusion]
+        self.hidden.build((None, joined))
+        self.classifier.build((None, self.units))
+        self.built = True
+
     @property
     def metrics(self):
         return list(self.trackers.values())
 
     # -- the pieces decoding reuses
     def encode(self, images, training=False):
-        """``(grid (batch, 64, C), pooled (batch, C), h_0 (batch, units))`` for uint8 or [0, 1] images."""
+        """``(grid (batch, 64, C + 2), pooled (batch, C), h_0 (batch, units))`` for uint8 or [0, 1]
+        images; the last two numbers of each grid vector are the cell's position (x, y)."""
         x = ops.convert_to_tensor(images)
         if x.dtype == "uint8":
             x = ops.cast(x, "float32") / 255.0
         features = self.encoder(x, training=training)
         grid = ops.reshape(features["grid"], (-1, 64, self.channels))
+        # each cell also carries where it is, (x, y) in [−1, 1]: attention's weighted sum then
+        # says *where* the model looked, which "left of" and "above" need (convolution and
+        # pooling alone keep almost none of it)
+        where = ops.broadcast_to(ops.convert_to_tensor(GRID_POSITIONS)[None], (ops.shape(grid)[0], 64, 2))
+        grid = ops.concatenate([grid, where], axis=-1)
         return grid, features["pooled"], self.init_state(features["pooled"])
 
     def step(self, words, state, grid, pooled):
@@ -215,3 +252,144 @@ def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: 
     best = max(finished or beams, key=lambda c: c[0])
     words = [t for t in best[1][1:] if t != end]
     return vocabulary.decode(words), np.stack(best[3]).reshape(-1, 8, 8), best[0]
+
+
+# --------------------------------------------------------------------------- training and evaluation
+
+TRAIN_SIZES = {"quick": (1_500, 2), "full": (6_000, 8)}  # (training images, epochs) of `mmcourse train captioner`
+MODEL_FILE, VOCABULARY_FILE, METRICS_FILE = "captioner.keras", "vocabulary.json", "metrics.json"
+
+
+def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0):
+    """A shuffled ``tf.data`` stream of ``((images, inputs), targets)`` batches in which every
+    image comes with one of its reference captions, drawn afresh each time it is seen."""
+    images = np.asarray(images)
+    ids = np.stack([vocabulary.encode_batch(list(c), length=CAPTION_LENGTH) for c in captions])  # (n, refs, T)
+    images_t, ids_t = tf.constant(images), tf.constant(ids.astype(np.int32))
+    refs = ids.shape[1]
+
+    def pick(index):
+        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), tf.reduce_sum(index)]),
+                                        maxval=refs, dtype=tf.int64)
+        chosen = tf.gather_nd(ids_t, tf.stack([index, k], axis=-1))
+        return (tf.gather(images_t, index), chosen[:, :-1]), chosen[:, 1:]
+
+    indices = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    return indices.batch(batch_size).map(pick).prefetch(2)
+
+
+def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "attention", epochs: int = 6, batch_size: int = 64,
+                    learning_rate: float = 3e-3, seed: int = 0, progress: bool = True, **model_args):
+    """Build and train a :class:`Captioner` by teacher forcing. Returns ``(model, history, seconds)``."""
+    import time
+
+    from tqdm.keras import TqdmCallback
+
+    keras.utils.set_random_seed(seed)
+    model = Captioner(len(vocabulary), fusion=fusion, **model_args)
+    steps = -(-len(images) // batch_size) * epochs
+    # the step size falls along a half cosine, η₀ · ½(1 + cos(π s / S)): big steps first, then the weights settle
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
+    data = caption_dataset(images, captions, vocabulary, batch_size=batch_size, seed=seed)
+    callbacks = [TqdmCallback(verbose=0, desc=f"train {fusion} captioner")] if progress else []
+    start = time.perf_counter()
+    history = model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)  # the stream shuffles itself
+    return model, history.history, time.perf_counter() - start
+
+
+def evaluate(model: Captioner, data: shapes.ShapesDataset, vocabulary: Vocabulary) -> dict:
+    """Greedy captions of ``data`` scored against its references and its scenes: ``bleu1`` …
+    ``bleu4`` (0–100), ``exact_match``, object ``precision``, ``recall``, ``hallucination_rate``,
+    attention ``grounding`` (attention fusion only), and the ``captions`` themselves."""
+    from mmcourse import metrics
+
+    captions, maps = greedy_decode(model, data.images, vocabulary)
+    scores = {f"bleu{n}": metrics.corpus_bleu(captions, data.captions, max_n=n) for n in range(1, 5)}
+    scores["exact_match"] = float(metrics.exact_match(captions, data.scenes).mean())
+    objects = metrics.object_scores(captions, data.scenes)
+    scores.update(precision=objects["precision"], recall=objects["recall"], hallucination_rate=objects["hallucination_rate"])
+    if model.fusion == "attention":
+        scores["grounding"] = metrics.attention_grounding(captions, maps, data.scenes)["grounding"]
+    scores["captions"], scores["attention"] = captions, maps
+    return scores
+
+
+def save_captioner(model: Captioner, vocabulary: Vocabulary, out) -> None:
+    """Write ``captioner.keras`` and ``vocabulary.json`` into the folder ``out``."""
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_FILE)
+    vocabulary.save(out / VOCABULARY_FILE)
+
+
+def shipped_model_dir():
+    """The folder of the captioner shipped with the course (``data/captioner`` in the repository)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "data" / "captioner"
+
+
+def load_captioner(folder=None) -> tuple[Captioner, Vocabulary]:
+    """The captioner and vocabulary saved in ``folder`` (default: the shipped one), loaded with
+    ``safe_mode=True``."""
+    from pathlib import Path
+
+    folder = Path(folder) if folder is not None else shipped_model_dir()
+    for name in (MODEL_FILE, VOCABULARY_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"no {name} in {folder}: pass the folder `mmcourse train captioner --out DIR` wrote")
+    model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)  # for captioning: no optimizer
+    return model, Vocabulary.load(folder / VOCABULARY_FILE)
+
+
+def train_command(out, *, profile: str = "full", fusion: str = "attention", seed: int | None = None) -> dict:
+    """What ``mmcourse train captioner`` does: train a captioner on Shapes (attention fusion by default), measure
+    it on a freshly generated test split, write the model, its vocabulary and ``metrics.json``."""
+    import json
+    from pathlib import Path
+
+    from mmcourse import config
+
+    profile = config.profile(profile)
+    seed = 0 if seed is None else int(seed)
+    config.seed_everything(seed)
+    n, epochs = TRAIN_SIZES[profile.name]
+    train = shapes.generate(n, seed=(seed, 1))
+    test = shapes.generate(profile.n_test, seed=(seed, 2))
+    vocabulary = caption_vocabulary()
+    model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed)
+    scores = evaluate(model, test, vocabulary)
+    metrics = {"profile": profile.name, "seed": seed, "fusion": model.fusion, "train_images": n, "epochs": epochs,
+               "test_images": len(test), "test_seed": [seed, 2], "train_seconds": seconds, "final_word_loss": history["word_loss"][-1]}
+    metrics.update({k: v for k, v in scores.items() if k not in ("captions", "attention")})
+    out = Path(out)
+    save_captioner(model, vocabulary, out)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def caption_files(folder, paths) -> list[tuple[str, str | None, str | None]]:
+    """What ``mmcourse caption`` does: for each image file ``(path, caption, None)``, or
+    ``(path, None, reason)`` when it is missing, not an image, or truncated. PNG or JPEG of any
+    size is resized to 64×64 with alpha dropped. Raises ``FileNotFoundError`` when ``folder``
+    holds no captioner."""
+    from mmcourse.data.photos import load_image
+
+    model, vocabulary = load_captioner(folder)
+    loaded, results = {}, []
+    for i, path in enumerate(paths):
+        try:
+            loaded[i] = load_image(path, 64)
+            results.append([str(path), None, None])
+        except FileNotFoundError:
+            results.append([str(path), None, "no such file"])
+        except ValueError as error:
+            reason = "not an image" if "not an image" in str(error) else "damaged or truncated image"
+            results.append([str(path), None, reason])
+    if loaded:
+        captions, _ = greedy_decode(model, np.stack(list(loaded.values())), vocabulary)
+        for i, caption in zip(loaded, captions):
+            results[i][1] = caption
+    return [tuple(r) for r in results]

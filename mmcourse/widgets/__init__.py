@@ -7,11 +7,14 @@ set a control's value and check what changed, without a browser.
 from __future__ import annotations
 
 from mmcourse.widgets.attention import AttentionExplorer
+from mmcourse.widgets.captioning import CaptioningExplorer
 from mmcourse.widgets.convolution import ConvolutionPlayground
 from mmcourse.widgets.embeddings import EmbeddingExplorer
 from mmcourse.widgets.latent import LatentSliders
 from mmcourse.widgets.sampler import CaptionSampler
 from mmcourse.widgets.scene import SceneComposer
+from mmcourse.widgets.search import SearchWidget
 from mmcourse.widgets.text_to_image import TextToImage
+from mmcourse.widgets.vqa import VQAExplorer
 
-__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage"]
+__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage", "CaptioningExplorer", "SearchWidget", "VQAExplorer"]
