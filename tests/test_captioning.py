@@ -118,7 +118,7 @@ def test_caption_dataset_draws_every_reference(vocab, data):
 def test_train_command_writes_a_safe_model_and_metrics(tmp_path, monkeypatch, vocab):
     import json
 
-    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (64, 1), "full": (64, 1)})
+    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (64, 1, 64, 1), "full": (64, 1, 64, 1)})
     metrics = C.train_command(tmp_path, profile="quick", seed=3)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
@@ -168,3 +168,43 @@ def test_the_shipped_captioner_matches_its_checksum():
     listed = dict(line.split()[::-1] for line in (folder / "SHA256").read_text().splitlines() if line.strip())
     for name in (C.MODEL_FILE, C.VOCABULARY_FILE):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == listed[name], f"{name} changed since it was shipped"
+
+
+def test_grids_computed_beforehand_give_the_same_captions(model, vocab, data):
+    """encode() takes images, or the encoder's grids made once beforehand: the same numbers."""
+    from mmcourse.models import vision
+
+    grids = vision.encode(model.encoder, data.images[:5], output="grid")
+    from_images = [keras.ops.convert_to_numpy(t) for t in model.encode(data.images[:5])]
+    from_grids = [keras.ops.convert_to_numpy(t) for t in model.encode(grids)]
+    for a, b in zip(from_images, from_grids):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match=r"encoder grids \(n, 8, 8, 16\)"):
+        model.encode(np.zeros((2, 8, 8, 5), np.float32))
+
+
+def test_a_pretrained_encoder_is_copied_and_frozen(vocab, data):
+    from mmcourse.models import vision
+
+    encoder, _, _ = vision.pretrain_image_encoder(32, 1, channels=16, seed=0, progress=False)
+    model, history, seconds = C.train_captioner(data.images, data.captions, vocab, epochs=2, batch_size=32, channels=16, units=16,
+                                                attention_units=8, encoder=encoder, progress=False)
+    assert seconds > 0 and history["word_loss"][-1] < history["word_loss"][0]
+    assert not model.encoder.trainable
+    for mine, theirs in zip(model.encoder.get_weights(), encoder.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # training the decoder left the encoder as it was
+
+
+@pytest.mark.parametrize("looks", [1, 2])
+def test_one_or_two_looks_per_word(looks, tmp_path, vocab, data):
+    m = C.Captioner(len(vocab), channels=8, units=16, attention_units=8, looks=looks)
+    inputs, _ = C.teacher_forcing_pairs([c[0] for c in data.captions[:2]], vocab)
+    logits, weights = m((data.images[:2], inputs))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights).sum(-1), 1.0, atol=1e-5)
+    assert (m.second_look is not None) == (looks == 2)
+    m.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.looks == looks
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded((data.images[:2], inputs))[0]), keras.ops.convert_to_numpy(logits), atol=1e-5)
+    with pytest.raises(ValueError, match="looks must be 1 or 2"):
+        C.Captioner(len(vocab), looks=3)

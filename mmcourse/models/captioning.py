@@ -7,7 +7,14 @@ At step t the decoder reads the previous word w_{t−1} and its state h_{t−1}:
   word classifier;
 - ``attention`` (show, attend and tell, Xu et al. 2015): at every step the state attends over
   the 8×8 grid, ``α_t = softmax_j(vᵀ tanh(W_q h_{t−1} + W_k g_j))``, ``c_t = Σ_j α_tj g_j``;
-  c_t enters the GRU with the word and the classifier with the state.
+  c_t enters the GRU with the word and the classifier with the state. With ``looks=2`` (the
+  default) the new state h_t looks again, ``c'_t`` (Luong et al. 2015), and the classifier sees
+  ``[h_t, c_t, c'_t]``: the first look finds what to write next, the second what to compare it
+  with; naming the relation between two objects needs both of them.
+
+The encoder is trained with the decoder (end to end), or pre-trained with dense per-cell
+labels and frozen (:func:`mmcourse.models.vision.pretrain_image_encoder`): then its grids are
+computed once and only the decoder trains, many times faster (``train_captioner(encoder=...)``).
 
 Training is teacher forcing with a masked cross-entropy (padding after ``<end>`` is not
 counted) plus, for attention, the regulariser ``λ Σ_j (1 − Σ_t α_tj)²`` that asks every
@@ -71,10 +78,14 @@ class Captioner(keras.Model):
         channels: width of the image encoder's grid vectors.
         units: GRU state size.
         attention_weight: λ of the attention regulariser (attention only).
+        looks: 1 (show, attend and tell) or 2 (also look again with the new state); attention only.
+
+    ``call`` and :meth:`encode` take images ``(n, 64, 64, 3)`` or the encoder's grids ``(n, 8, 8,
+    channels)`` computed beforehand (a frozen encoder's grids, once for the whole dataset).
     """
 
     def __init__(self, vocab_size: int, *, fusion: str = "attention", channels: int = 64, embed_dim: int = 32,
-                 units: int = 128, attention_units: int = 64, attention_weight: float = 0.1, **kwargs):
+                 units: int = 128, attention_units: int = 64, attention_weight: float = 0.1, looks: int = 2, **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
@@ -83,11 +94,15 @@ class Captioner(keras.Model):
         self.vocab_size, self.fusion, self.channels = int(vocab_size), fusion, int(channels)
         self.embed_dim, self.units, self.attention_units = int(embed_dim), int(units), int(attention_units)
         self.attention_weight = float(attention_weight)
+        if looks not in (1, 2):
+            raise ValueError(f"looks must be 1 or 2, got {looks!r}")
+        self.looks = int(looks) if fusion == "attention" else 0
         self.encoder = vision.build_image_encoder(channels=self.channels)
         self.embedding = keras.layers.Embedding(self.vocab_size, self.embed_dim, name="word_vectors")
         self.init_state = keras.layers.Dense(self.units, activation="tanh", name="init_state")
         self.cell = keras.layers.GRUCell(self.units, name="decoder_cell")
         self.attention = AdditiveAttention(self.attention_units, name="attention") if fusion == "attention" else None
+        self.second_look = AdditiveAttention(self.attention_units, name="second_look") if self.looks == 2 else None
         self.hidden = keras.layers.Dense(self.units, activation="tanh", name="pre_output")
         self.classifier = keras.layers.Dense(self.vocab_size, name="next_word")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "word_loss", "word_accuracy")}
@@ -105,7 +120,9 @@ class Captioner(keras.Model):
         if self.attention is not None:
             grid = (None, 64, cell_dim)
             self.attention.build((None, self.units), grid, grid)
-        joined = self.units + {"inject": 0, "merge": self.channels, "attention": cell_dim}[self.fusion]
+        if self.second_look is not None:
+            self.second_look.build((None, self.units), grid, grid)
+        joined = self.units + {"inject": 0, "merge": self.channels, "attention": cell_dim * self.looks}[self.fusion]
         self.hidden.build((None, joined))
         self.classifier.build((None, self.units))
         self.built = True
@@ -117,21 +134,29 @@ class Captioner(keras.Model):
     # -- the pieces decoding reuses
     def encode(self, images, training=False):
         """``(grid (batch, 64, C + 2), pooled (batch, C), h_0 (batch, units))`` for uint8 or [0, 1]
-        images; the last two numbers of each grid vector are the cell's position (x, y)."""
+        images, or for grids ``(batch, 8, 8, C)`` the encoder made beforehand; the last two
+        numbers of each grid vector are the cell's position (x, y)."""
         x = ops.convert_to_tensor(images)
-        if x.dtype == "uint8":
-            x = ops.cast(x, "float32") / 255.0
-        features = self.encoder(x, training=training)
-        grid = ops.reshape(features["grid"], (-1, 64, self.channels))
+        if x.shape[-1] == 3:  # images: run the encoder
+            if x.dtype == "uint8":
+                x = ops.cast(x, "float32") / 255.0
+            grid = self.encoder(x, training=training)["grid"]
+        elif tuple(x.shape[1:]) == (8, 8, self.channels):  # the encoder's grids, computed beforehand
+            grid = ops.cast(x, "float32")
+        else:
+            raise ValueError(f"expected images (n, 64, 64, 3) or encoder grids (n, 8, 8, {self.channels}), got shape {tuple(x.shape)}")
+        grid = ops.reshape(grid, (-1, 64, self.channels))
+        pooled = ops.mean(grid, axis=1)  # the encoder's "pooled" output: the mean over the 64 cells
         # each cell also carries where it is, (x, y) in [−1, 1]: attention's weighted sum then
         # says *where* the model looked, which "left of" and "above" need (convolution and
         # pooling alone keep almost none of it)
         where = ops.broadcast_to(ops.convert_to_tensor(GRID_POSITIONS)[None], (ops.shape(grid)[0], 64, 2))
         grid = ops.concatenate([grid, where], axis=-1)
-        return grid, features["pooled"], self.init_state(features["pooled"])
+        return grid, pooled, self.init_state(pooled)
 
     def step(self, words, state, grid, pooled):
-        """One decoding step: ``(logits (batch, vocab), new state, weights (batch, 64))``."""
+        """One decoding step: ``(logits (batch, vocab), new state, weights (batch, 64))``; with two
+        looks the weights are the mean of the two maps."""
         x = self.embedding(ops.cast(words, "int32"))
         if self.attention is not None:
             context, weights = self.attention(state, grid, grid)
@@ -140,7 +165,11 @@ class Captioner(keras.Model):
             context, weights = None, ops.zeros((ops.shape(state)[0], 64))
         output, new_state = self.cell(x, [state])
         new_state = new_state[0] if isinstance(new_state, (list, tuple)) else new_state
-        if self.fusion == "attention":
+        if self.second_look is not None:
+            second, second_weights = self.second_look(new_state, grid, grid)
+            output = ops.concatenate([output, context, second], axis=-1)
+            weights = (weights + second_weights) / 2
+        elif self.fusion == "attention":
             output = ops.concatenate([output, context], axis=-1)
         elif self.fusion == "merge":
             output = ops.concatenate([output, pooled], axis=-1)
@@ -190,7 +219,8 @@ class Captioner(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, fusion=self.fusion, channels=self.channels, embed_dim=self.embed_dim,
-                      units=self.units, attention_units=self.attention_units, attention_weight=self.attention_weight)
+                      units=self.units, attention_units=self.attention_units, attention_weight=self.attention_weight,
+                      looks=self.looks or 1)
         return config
 
 
@@ -256,18 +286,23 @@ def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: 
 
 # --------------------------------------------------------------------------- training and evaluation
 
-TRAIN_SIZES = {"quick": (1_500, 2), "full": (6_000, 8)}  # (training images, epochs) of `mmcourse train captioner`
+# `mmcourse train captioner`: (captioned images, decoder epochs, encoder pre-training images, its epochs)
+TRAIN_SIZES = {"quick": (1_500, 3, 1_500, 2), "full": (12_000, 20, 6_000, 4)}
+ATTENTION_WEIGHT = 0.0  # λ of the shipped captioner (notebook 06, exercise 1, measures λ = 0.1)
+BATCH_SIZE, LEARNING_RATE = 128, 5e-3  # of `mmcourse train captioner`: big batches keep the CPU busy
 MODEL_FILE, VOCABULARY_FILE, METRICS_FILE = "captioner.keras", "vocabulary.json", "metrics.json"
 
 
 def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0):
     """A shuffled ``tf.data`` stream of ``((images, inputs), targets)`` batches in which every
-    image comes with one of its reference captions, drawn afresh each time it is seen."""
+    image (or its precomputed grid) comes with one of its reference captions, drawn afresh
+    each time it is seen."""
     images = np.asarray(images)
     ids = np.stack([vocabulary.encode_batch(list(c), length=CAPTION_LENGTH) for c in captions])  # (n, refs, T)
     images_t, ids_t = tf.constant(images), tf.constant(ids.astype(np.int32))
     refs = ids.shape[1]
 
+    @tf.autograph.experimental.do_not_convert  # plain tensor code; converting it only logs a warning
     def pick(index):
         k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), tf.reduce_sum(index)]),
                                         maxval=refs, dtype=tf.int64)
@@ -279,20 +314,32 @@ def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int
 
 
 def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "attention", epochs: int = 6, batch_size: int = 64,
-                    learning_rate: float = 3e-3, seed: int = 0, progress: bool = True, **model_args):
-    """Build and train a :class:`Captioner` by teacher forcing. Returns ``(model, history, seconds)``."""
+                    learning_rate: float = 3e-3, seed: int = 0, progress: bool = True, encoder: keras.Model | None = None, **model_args):
+    """Build and train a :class:`Captioner` by teacher forcing. Returns ``(model, history, seconds)``.
+
+    With ``encoder`` (a pre-trained image encoder, e.g. from
+    :func:`mmcourse.models.vision.pretrain_image_encoder`) the captioner takes its weights and
+    keeps them frozen: the grids of all the images are computed once and only the decoder
+    trains. Without it, encoder and decoder train together from scratch. ``seconds`` counts
+    the grids' computation too.
+    """
     import time
 
     from tqdm.keras import TqdmCallback
 
     keras.utils.set_random_seed(seed)
     model = Captioner(len(vocabulary), fusion=fusion, **model_args)
+    start = time.perf_counter()
+    inputs = images
+    if encoder is not None:
+        model.encoder.set_weights(encoder.get_weights())
+        model.encoder.trainable = False
+        inputs = vision.encode(model.encoder, images, output="grid")  # (n, 8, 8, C), once
     steps = -(-len(images) // batch_size) * epochs
     # the step size falls along a half cosine, η₀ · ½(1 + cos(π s / S)): big steps first, then the weights settle
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    data = caption_dataset(images, captions, vocabulary, batch_size=batch_size, seed=seed)
+    data = caption_dataset(inputs, captions, vocabulary, batch_size=batch_size, seed=seed)
     callbacks = [TqdmCallback(verbose=0, desc=f"train {fusion} captioner")] if progress else []
-    start = time.perf_counter()
     history = model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)  # the stream shuffles itself
     return model, history.history, time.perf_counter() - start
 
@@ -345,8 +392,10 @@ def load_captioner(folder=None) -> tuple[Captioner, Vocabulary]:
 
 
 def train_command(out, *, profile: str = "full", fusion: str = "attention", seed: int | None = None) -> dict:
-    """What ``mmcourse train captioner`` does: train a captioner on Shapes (attention fusion by default), measure
-    it on a freshly generated test split, write the model, its vocabulary and ``metrics.json``."""
+    """What ``mmcourse train captioner`` does: pre-train the image encoder on dense cell labels,
+    freeze it, train a decoder on its grids (attention fusion by default), measure the captioner
+    on a freshly generated test split, and write the model, its vocabulary and ``metrics.json``
+    (``train_seconds`` counts both stages)."""
     import json
     from pathlib import Path
 
@@ -355,14 +404,19 @@ def train_command(out, *, profile: str = "full", fusion: str = "attention", seed
     profile = config.profile(profile)
     seed = 0 if seed is None else int(seed)
     config.seed_everything(seed)
-    n, epochs = TRAIN_SIZES[profile.name]
+    n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[profile.name]
+    encoder, _, encoder_seconds = vision.pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed)
     train = shapes.generate(n, seed=(seed, 1))
     test = shapes.generate(profile.n_test, seed=(seed, 2))
     vocabulary = caption_vocabulary()
-    model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed)
+    model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed,
+                                              encoder=encoder, attention_weight=ATTENTION_WEIGHT, batch_size=BATCH_SIZE,
+                                              learning_rate=LEARNING_RATE)
     scores = evaluate(model, test, vocabulary)
-    metrics = {"profile": profile.name, "seed": seed, "fusion": model.fusion, "train_images": n, "epochs": epochs,
-               "test_images": len(test), "test_seed": [seed, 2], "train_seconds": seconds, "final_word_loss": history["word_loss"][-1]}
+    metrics = {"profile": profile.name, "seed": seed, "fusion": model.fusion, "looks": model.looks, "train_images": n, "epochs": epochs,
+               "encoder_images": n_encoder, "encoder_epochs": encoder_epochs, "batch_size": BATCH_SIZE, "test_images": len(test), "test_seed": [seed, 2],
+               "encoder_seconds": encoder_seconds, "decoder_seconds": seconds, "train_seconds": encoder_seconds + seconds,
+               "final_word_loss": history["word_loss"][-1]}
     metrics.update({k: v for k, v in scores.items() if k not in ("captions", "attention")})
     out = Path(out)
     save_captioner(model, vocabulary, out)

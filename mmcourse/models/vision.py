@@ -22,6 +22,7 @@ one vector for the whole image.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +36,8 @@ import keras  # noqa: E402  (after the quiet TensorFlow import)
 from mmcourse.data import shapes  # noqa: E402
 
 __all__ = [
+    "cell_targets",
+    "pretrain_image_encoder",
     "IMAGE_SHAPE",
     "ATTRIBUTES",
     "preprocess",
@@ -236,3 +239,59 @@ def nearest_images(features, query_index: int, k: int = 5) -> tuple[np.ndarray, 
     similarity[query_index % n] = -np.inf
     order = np.argsort(-similarity, kind="stable")[:k]
     return order, similarity[order]
+
+
+# --------------------------------------------------------------------------- dense pre-training
+
+
+def cell_targets(dataset: shapes.ShapesDataset) -> dict[str, np.ndarray]:
+    """What each of the encoder's 8×8 cells shows: ``{"shape", "colour", "size"}``, each ``(n, 8, 8)``
+    int32, 0 for background and ``1 + index`` into :data:`ATTRIBUTES` for the object that covers
+    most of the cell's 8×8 pixels (at least 8 of them), read from the exact masks."""
+    n = len(dataset)
+    patches = dataset.labels.reshape(n, 8, 8, 8, 8)  # (image, row, pixel row, column, pixel column)
+    counts = np.stack([(patches == k + 1).sum(axis=(2, 4)) for k in range(2)], -1)  # (n, 8, 8, 2) pixels per object
+    which, covered = counts.argmax(-1), counts.max(-1) >= 8
+    out = {}
+    for attr, classes in ATTRIBUTES.items():
+        table = np.zeros((n, 2), np.int32)
+        for i, scene in enumerate(dataset.scenes):
+            for k, obj in enumerate(scene.objects):
+                table[i, k] = classes.index(getattr(obj, attr)) + 1
+        out[attr] = np.where(covered, np.take_along_axis(table[:, None, None, :], which[..., None], -1)[..., 0], 0).astype(np.int32)
+    return out
+
+
+def pretrain_image_encoder(n_images: int = 4_000, epochs: int = 4, *, channels: int = 64, seed: int = 0, batch_size: int = 64,
+                           learning_rate: float = 3e-3, progress: bool = True, holdout=()):
+    """The image encoder of notebook 02, pre-trained to say at each of its 64 grid cells what is
+    there (the shape, colour and size of the object covering the cell, or background; see
+    :func:`cell_targets`), then frozen, so that models built on it (VQA in notebook 08, the captioner of notebook 06)
+    compute its grids once and share them.
+
+    Dense, per-cell labels make each grid vector describe its own patch of the image, which is
+    what a model that picks out *parts* of the image (by a question, or word by word) needs. Returns
+    ``(encoder, history, seconds)``; ``history`` holds per-epoch losses and cell accuracies.
+    ``holdout``: ``(colour, shape)`` pairs it never sees (for tests of compositional generalisation).
+    """
+    callbacks = []
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks = [TqdmCallback(verbose=0, desc="pre-train image encoder")]
+    keras.utils.set_random_seed(seed)
+    data = shapes.generate(n_images, seed=(seed, 101), holdout=holdout)
+    encoder = build_image_encoder(channels)
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    grid = encoder(image)["grid"]
+    heads = {attr: keras.layers.Conv2D(len(classes) + 1, 1, name=attr)(grid) for attr, classes in ATTRIBUTES.items()}
+    labeller = keras.Model(image, heads, name="cell_labeller")
+    steps = -(-n_images // batch_size) * epochs
+    labeller.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                     loss={attr: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for attr in heads},
+                     metrics={attr: ["accuracy"] for attr in heads})
+    start = time.perf_counter()
+    history = labeller.fit(preprocess(data.images), cell_targets(data), epochs=epochs, batch_size=batch_size,
+                           shuffle=True, verbose=0, callbacks=callbacks)
+    encoder.trainable = False
+    return encoder, history.history, time.perf_counter() - start
