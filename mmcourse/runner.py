@@ -53,6 +53,20 @@ def _first_error(exc: Exception) -> str:
     return last[0][:200]
 
 
+def _failed_cell(nb) -> str:
+    """``cell N: Error: message · the line that raised`` for the first cell with an error output."""
+    import re
+
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in output.get("traceback", [])]
+                arrows = [line.split("---->", 1)[1].strip() for frame in plain for line in frame.splitlines() if "---->" in line]
+                where = f" · {arrows[0][:120]}" if arrows else ""
+                return f"cell {index}: {output.get('ename', 'Error')}: {output.get('evalue', '')}"[:200] + where
+    return ""
+
+
 def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool = False, output_dir: Path | None = None) -> NotebookResult:
     """Run a notebook top to bottom in a fresh kernel, in the given profile."""
     import nbformat
@@ -71,7 +85,7 @@ def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     except (CellExecutionError, CellTimeoutError) as exc:
-        error = _first_error(exc)
+        error = _failed_cell(nb) or _first_error(exc)
     except Exception as exc:  # a kernel that died or could not start
         error = f"{type(exc).__name__}: {exc}"[:200]
     finally:
@@ -80,10 +94,9 @@ def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool
         else:
             os.environ[PROFILE_ENV] = saved
     seconds = time.perf_counter() - start
-    if not error:
-        if inplace:
-            nbformat.write(nb, path)
-        if output_dir is not None:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, output_dir / path.name)
+    if not error and inplace:
+        nbformat.write(nb, path)
+    if output_dir is not None:  # a failed run too: its outputs show what went wrong
+        output_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, output_dir / path.name)
     return NotebookResult(path, not error, seconds, error)

@@ -38,15 +38,19 @@ def _notebook(path, *sources):
 
 def test_run_reports_one_line_per_notebook_and_fails_on_an_error(tmp_path):
     good = _notebook(tmp_path / "good.ipynb", "import os\nassert os.environ['MMCOURSE_PROFILE'] == 'quick'\nprint('hello')")
-    bad = _notebook(tmp_path / "bad.ipynb", "1 / 0")
+    bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'")
     out = mmcourse("run", str(good), str(bad), "--profile", "quick", "--output", str(tmp_path / "out"))
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert any(line.startswith("ok") and "good.ipynb" in line and line.rstrip().endswith(" s") for line in lines)
-    assert any(line.startswith("FAIL") and "bad.ipynb" in line and "ZeroDivisionError" in line for line in lines)
+    # the failing cell is named, with the error and the line that raised it
+    assert any(line.startswith("FAIL") and "bad.ipynb" in line and "cell 1: AssertionError: x is not two" in line
+               and "assert x == 2" in line for line in lines), lines
     assert "1 passed, 1 failed" in out.stdout
     executed = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "hello\n"
+    failed = nbformat.read(tmp_path / "out" / "bad.ipynb", as_version=4)  # kept, to show what went wrong
+    assert failed.cells[1].outputs[0]["output_type"] == "error"
 
 
 def test_run_names_a_missing_notebook(tmp_path):
