@@ -595,7 +595,7 @@ def train_command(out, *, profile: str = "full", conditional: bool = False, seed
     if conditional:
         from mmcourse.models.judge import SceneJudge
 
-        judge = SceneJudge.train(n=1_500 if profile.is_quick else 4_000, epochs=3 if profile.is_quick else 4, seed=seed)
+        judge = SceneJudge.train(n=1_500 if profile.is_quick else 6_000, epochs=3 if profile.is_quick else 5, seed=seed)
         drawn = model.sample(len(test_ids), test_ids, seed=seed)
         rebuilt = ops.convert_to_numpy(model((x_test, test_ids)))
         metrics["judge_read_accuracy"] = judge.read_accuracy(data["test"])
