@@ -94,6 +94,12 @@ def _repo_root() -> Path | None:
     return None
 
 
+def shipped_dir(name: str) -> Path:
+    """The folder of a model shipped with the course, ``data/<name>`` beside the package (the
+    captioner, the dual encoder). Not ``$MMCOURSE_DATA``: that is for datasets a learner fetches."""
+    return Path(__file__).resolve().parent.parent / "data" / name
+
+
 def data_dir(create: bool = False) -> Path:
     """Where datasets a learner downloads, and the course's caches, live.
 

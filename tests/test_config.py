@@ -64,3 +64,10 @@ def test_importing_mmcourse_sets_no_seed_and_no_plot_style():
         "import sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_models_stay_in_the_checkout_whatever_the_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path))
+    assert config.data_dir() == tmp_path  # downloaded datasets move with $MMCOURSE_DATA ...
+    assert (config.shipped_dir("captioner") / "captioner.keras").is_file()  # ... the shipped models do not
+    assert (config.shipped_dir("retrieval") / "dual_encoder.keras").is_file()

@@ -24,8 +24,13 @@ return the attention weights of every generated word.
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 
+from mmcourse import config
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -323,8 +328,6 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     trains. Without it, encoder and decoder train together from scratch. ``seconds`` counts
     the grids' computation too.
     """
-    import time
-
     from tqdm.keras import TqdmCallback
 
     keras.utils.set_random_seed(seed)
@@ -363,26 +366,20 @@ def evaluate(model: Captioner, data: shapes.ShapesDataset, vocabulary: Vocabular
 
 def save_captioner(model: Captioner, vocabulary: Vocabulary, out) -> None:
     """Write ``captioner.keras`` and ``vocabulary.json`` into the folder ``out``."""
-    from pathlib import Path
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     vocabulary.save(out / VOCABULARY_FILE)
 
 
-def shipped_model_dir():
+def shipped_model_dir() -> Path:
     """The folder of the captioner shipped with the course (``data/captioner`` in the repository)."""
-    from pathlib import Path
-
-    return Path(__file__).resolve().parents[2] / "data" / "captioner"
+    return config.shipped_dir("captioner")
 
 
 def load_captioner(folder=None) -> tuple[Captioner, Vocabulary]:
     """The captioner and vocabulary saved in ``folder`` (default: the shipped one), loaded with
     ``safe_mode=True``."""
-    from pathlib import Path
-
     folder = Path(folder) if folder is not None else shipped_model_dir()
     for name in (MODEL_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
@@ -396,11 +393,6 @@ def train_command(out, *, profile: str = "full", fusion: str = "attention", seed
     freeze it, train a decoder on its grids (attention fusion by default), measure the captioner
     on a freshly generated test split, and write the model, its vocabulary and ``metrics.json``
     (``train_seconds`` counts both stages)."""
-    import json
-    from pathlib import Path
-
-    from mmcourse import config
-
     profile = config.profile(profile)
     seed = 0 if seed is None else int(seed)
     config.seed_everything(seed)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse import config
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -589,7 +590,7 @@ def save_dual_encoder(model: DualEncoder, vocabulary: Vocabulary, out) -> None:
 
 def shipped_model_dir() -> Path:
     """The folder of the dual encoder shipped with the course (``data/retrieval`` in the repository)."""
-    return Path(__file__).resolve().parents[2] / "data" / "retrieval"
+    return config.shipped_dir("retrieval")
 
 
 def load_dual_encoder(folder=None) -> tuple[DualEncoder, Vocabulary]:
@@ -607,8 +608,6 @@ def train_command(out, *, profile: str | None = None, seed: int | None = None, t
     """What ``mmcourse train retrieval`` does: train a dual encoder on Shapes, measure Recall@1, 5
     and 10 both ways (instance and semantic) on a fresh test split of ``profile.n_test`` images,
     write the model, its vocabulary and ``metrics.json``."""
-    from mmcourse import config
-
     chosen = config.profile(profile)
     seed = 0 if seed is None else int(seed)
     config.seed_everything(seed)
