@@ -81,6 +81,9 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
     print(f"test ELBO {metrics['test_elbo']:,.1f} nats per image = reconstruction {metrics['test_reconstruction']:,.1f} − KL {metrics['test_kl']:.1f}")
     if args.conditional:
         print(f"drawn images true to their caption: {metrics['true_to_caption']:.3f} (judge reads real images exactly: {metrics['judge_read_accuracy']:.3f})")
+    else:
+        print(f"prior samples with one object: {metrics['samples_one_object']:.3f} · drawn cleanly: {metrics['samples_clean']:.3f} · "
+              f"colour-shape kinds: {metrics['samples_kinds']} of 18 (judge reads real images exactly: {metrics['judge_read_accuracy']:.3f})")
     print(f"metrics in {args.out / 'metrics.json'}")
     return 0
 

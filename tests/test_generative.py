@@ -196,6 +196,24 @@ def test_segmentation_finds_the_objects():
             assert overlap > 0.9
 
 
+def test_outline_iou_tells_drawn_shapes_from_smears():
+    data = shapes.generate(200, seed=6, objects=(1,))
+    own = [J.outline_iou(m[0], s.objects[0].shape) for m, s in zip(data.masks, data.scenes)]
+    assert min(own) > 0.8  # every real object has its own shape's outline
+    # the same masks against a different shape: squares and triangles are told apart
+    other = {"circle": "triangle", "square": "triangle", "triangle": "square"}
+    wrong = [J.outline_iou(m[0], other[s.objects[0].shape]) for m, s in zip(data.masks, data.scenes)]
+    assert np.median(wrong) < 0.7
+    # an ellipse three times as wide as tall is none of the three shapes; half an object is not one
+    yy, xx = np.mgrid[:64, :64] + 0.5
+    ellipse = ((xx - 30) / 15) ** 2 + ((yy - 30) / 5) ** 2 <= 1
+    assert max(J.outline_iou(ellipse, shape) for shape in shapes.SHAPES) < 0.5
+    square = next(m[0] for m, s in zip(data.masks, data.scenes) if s.objects[0].shape == "square" and s.objects[0].size == "large")
+    half = square & (xx < np.nonzero(square)[1].mean())
+    assert J.outline_iou(half, "square") < 0.6
+    assert J.outline_iou(np.zeros((64, 64), bool), "circle") == 0.0
+
+
 def test_scene_from_centres_is_canonical():
     a = shapes.ShapeObject("circle", "red", "small", (40.0, 30.0), 12.0, (0, 0, 0))
     b = shapes.ShapeObject("square", "blue", "large", (12.0, 32.0), 24.0, (0, 0, 0))
@@ -214,3 +232,16 @@ def test_training_uses_batch_statistics(images):
     vae.fit(images[:32], epochs=1, batch_size=16, verbose=0)
     assert all(np.abs(keras.ops.convert_to_numpy(n.moving_mean)).max() > 0 for n in norms)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(vae(images[:4])), keras.ops.convert_to_numpy(vae(images[:4])))
+
+
+def test_spatial_broadcast_tiles_the_code_and_adds_coordinates():
+    vector = np.arange(6, dtype=np.float32).reshape(2, 3)
+    grid = keras.ops.convert_to_numpy(G.SpatialBroadcast(4)(vector))
+    assert grid.shape == (2, 4, 4, 5)
+    assert np.array_equal(grid[1, 2, 3, :3], vector[1])  # every cell holds the whole code
+    # then x (across columns) and y (down rows), cell centres in [-1, 1]
+    assert np.allclose(grid[0, 0, :, 3], [-0.75, -0.25, 0.25, 0.75]) and np.allclose(grid[0, :, 0, 4], [-0.75, -0.25, 0.25, 0.75])
+    with pytest.raises(ValueError, match="unknown decoder 'dense'; choose one of: deconv, broadcast"):
+        G.VAE(4, decoder="dense")
+    for kind in G.DECODERS:
+        assert G.build_image_decoder(4, kind=kind).output_shape == (None, 64, 64, 3)

@@ -18,7 +18,7 @@ from scipy import ndimage
 from mmcourse.data import shapes
 from mmcourse.models import vision
 
-__all__ = ["SceneJudge", "segment"]
+__all__ = ["SceneJudge", "outline_iou", "segment"]
 
 _THRESHOLD = 90  # summed |pixel − background| over RGB that counts as "object"
 _MIN_PIXELS = 20  # regions smaller than this are noise (a small triangle covers about 70)
@@ -48,6 +48,26 @@ def segment(image) -> tuple[np.ndarray, list[np.ndarray]]:
     return background, masks
 
 
+def outline_iou(mask, shape: str) -> float:
+    """Intersection over union of an object mask with ``shape`` drawn exactly in the mask's box.
+
+    The box is the mask's square extent (its longer side) around the centre of its bounding
+    box, as the Shapes world draws objects: a real object scores about 0.85-1.0 with its
+    own shape (its pixels snap the outline to the grid), a smear or a fragment scores low
+    whatever shape it is compared with.
+    """
+    mask = np.asarray(mask, bool)
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return 0.0
+    # pixel j covers [j, j + 1), so the box spans min .. max + 1
+    centre = ((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2)
+    extent = float(max(np.ptp(xs), np.ptp(ys)) + 1)
+    obj = shapes.ShapeObject(shape, "red", "small", centre, extent, shapes.COLOURS["red"])
+    ideal = shapes.render(shapes.Scene((obj,)), masks=True)[1][0]
+    return float((mask & ideal).sum() / (mask | ideal).sum())
+
+
 class SceneJudge:
     """Reads Shapes scenes back from images; trained once, used on real and drawn images alike."""
 
@@ -67,33 +87,44 @@ class SceneJudge:
 
     def read(self, images) -> list[shapes.Scene | None]:
         """The scene each image shows (``None`` where no object is found)."""
+        return [_scene([obj for obj, _ in found]) for found in self._objects(images)]
+
+    def outline_match(self, images) -> np.ndarray:
+        """Per image, :func:`outline_iou` of its largest object with the shape the judge reads there (0 where none).
+
+        The classifier names *some* shape for any blob; this asks whether the blob has that
+        shape's outline. Real images score 0.83 or more; read it as "drawn cleanly" above 0.8.
+        """
+        return np.array([outline_iou(found[0][1], found[0][0].shape) if found else 0.0 for found in self._objects(images)])
+
+    def _objects(self, images) -> list[list[tuple[shapes.ShapeObject, np.ndarray]]]:
+        """Per image, its objects (largest first) as read, each with its mask."""
         images = _to_uint8(images)
-        crops, owners, centres, extents = [], [], [], []
+        crops, owners, masks_found = [], [], []
         for i, image in enumerate(images):
             background, masks = segment(image)
             for mask in masks:
                 alone = np.broadcast_to(np.rint(background).astype(np.uint8), image.shape).copy()
                 grown = ndimage.binary_dilation(mask, iterations=1)
                 alone[grown] = image[grown]
-                ys, xs = np.nonzero(mask)
                 crops.append(alone)
                 owners.append(i)
-                centres.append((float(xs.mean()), float(ys.mean())))
-                extents.append(float(max(np.ptp(xs), np.ptp(ys)) + 1))
-        found: list[list[shapes.ShapeObject]] = [[] for _ in images]
+                masks_found.append(mask)
+        found: list[list[tuple[shapes.ShapeObject, np.ndarray]]] = [[] for _ in images]
         if crops:
             predicted = vision.predict_attributes(self.classifier, np.stack(crops))
-            for k, i in enumerate(owners):
+            for k, (i, mask) in enumerate(zip(owners, masks_found)):
+                ys, xs = np.nonzero(mask)
                 obj = shapes.ShapeObject(
                     shape=vision.ATTRIBUTES["shape"][predicted["shape"][k]],
                     colour=vision.ATTRIBUTES["colour"][predicted["colour"][k]],
                     size=vision.ATTRIBUTES["size"][predicted["size"][k]],
-                    centre=centres[k],
-                    extent=extents[k],
+                    centre=(float(xs.mean()), float(ys.mean())),
+                    extent=float(max(np.ptp(xs), np.ptp(ys)) + 1),
                     rgb=(0, 0, 0),
                 )
-                found[i].append(obj)
-        return [_scene(objs) for objs in found]
+                found[i].append((obj, mask))
+        return found
 
     def is_true(self, images, captions) -> np.ndarray:
         """Whether each caption holds of its image (bool array); the captions must parse."""
