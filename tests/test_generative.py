@@ -245,3 +245,21 @@ def test_spatial_broadcast_tiles_the_code_and_adds_coordinates():
         G.VAE(4, decoder="dense")
     for kind in G.DECODERS:
         assert G.build_image_decoder(4, kind=kind).output_shape == (None, 64, 64, 3)
+
+
+def test_calibrate_sets_running_statistics_to_the_data_average(images):
+    keras.utils.set_random_seed(1)
+    vae = G.VAE(4)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    vae.fit(images[:32], epochs=1, batch_size=16, verbose=0)
+    conv = next(layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.Conv2D))
+    norm = next(layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.BatchNormalization))
+    features = keras.ops.convert_to_numpy(keras.Model(vae.encoder.input, conv.output)(images))
+    # one batch: the running statistics become that batch's, exactly
+    vae.calibrate(images, batch_size=len(images))
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), features.mean(axis=(0, 1, 2)), atol=1e-4)
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_variance), features.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    # two equal batches: the mean of the two batch means, i.e. the mean over all images
+    vae.calibrate(images, batch_size=len(images) // 2)
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), features.mean(axis=(0, 1, 2)), atol=1e-4)
+    assert norm.momentum == 0.8  # training's momentum is put back
