@@ -1,8 +1,8 @@
 """The VAEs shipped in data/vae and data/cvae, re-measured by a judge trained here (about 30 s)."""
 
-import hashlib
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,6 +13,10 @@ from mmcourse.models.judge import SceneJudge
 
 @pytest.fixture(scope="module")
 def judge():
+    # The classifier's initial weights decide how well a judge reads: over six initialisations
+    # (6,000 images × 5 epochs each) real scenes were read exactly 0.89-1.00. Seeded, so the
+    # thresholds below measure the shipped models, not the luck of the draw.
+    keras.utils.set_random_seed(0)
     return SceneJudge.train(seed=3)
 
 
@@ -22,12 +26,8 @@ def _tolerance(p: float, n: int) -> float:
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-def test_the_shipped_vaes_match_their_checksums(conditional):
-    folder = G.shipped_model_dir(conditional)
-    listed = dict(line.split()[::-1] for line in (folder / "SHA256").read_text().splitlines() if line.strip())
-    names = [G.MODEL_FILE] + ([G.VOCABULARY_FILE] if conditional else [])
-    for name in names:
-        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == listed[name], f"{name} changed since it was shipped"
+def test_the_shipped_vaes_match_their_checksums(conditional, assert_shipped_unchanged):
+    assert_shipped_unchanged(G.shipped_model_dir(conditional), [G.MODEL_FILE] + ([G.VOCABULARY_FILE] if conditional else []))
 
 
 def test_the_judge_reads_real_images_and_their_outlines(judge):
