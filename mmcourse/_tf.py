@@ -1,10 +1,16 @@
-"""Import TensorFlow without its C++ start-up chatter.
+"""Import TensorFlow without its C++ start-up chatter, and without starting its runtime.
 
 On a machine without CUDA, TensorFlow's C++ core writes "Could not find cuda drivers"
 and "failed call to cuInit" straight to file descriptor 2 before any Python setting can
 stop it. Those lines end up in notebook outputs and trip ``nbval``, so the first import
-and the first device query run with descriptor 2 pointed at /dev/null. Python errors
-are unaffected: an import that fails still raises.
+and the first look at the *physical* devices (which calls cuInit) run with descriptor 2
+pointed at /dev/null. Python errors are unaffected: an import that fails still raises.
+
+Only physical devices are listed: listing *logical* devices would start TensorFlow's
+runtime, after which memory growth and logical device splits can no longer be set
+(:mod:`mmcourse.device` sets them). ``TF_FORCE_GPU_ALLOW_GROWTH=true`` is the default
+here for the same reason: whichever code starts the runtime first, a GPU's memory grows
+as needed instead of being taken whole (two kernels in one classroom can share a GPU).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
@@ -35,12 +42,28 @@ def _stderr_to_devnull():
         os.close(devnull)
 
 
+_QUIETED = False
+
+
 def tensorflow():
-    """The ``tensorflow`` module, imported quietly the first time."""
-    if "tensorflow" in sys.modules:
+    """The ``tensorflow`` module, imported quietly the first time (its runtime not started)."""
+    global _QUIETED
+    if _QUIETED:
         return sys.modules["tensorflow"]
     with _stderr_to_devnull():
         import tensorflow as tf
 
-        tf.config.list_logical_devices()  # starts the runtime, which logs cuInit failures
+        tf.config.list_physical_devices()  # cuInit, which logs its failure on a machine without CUDA
+    _QUIETED = True
     return tf
+
+
+def runtime_started() -> bool:
+    """Whether TensorFlow's runtime has started (after which devices cannot be reconfigured)."""
+    tf = tensorflow()
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:  # pragma: no cover - a TensorFlow without this module: assume the worst
+        return True
+    del tf
+    return context.context()._context_handle is not None  # noqa: SLF001 - TensorFlow offers no public query

@@ -8,6 +8,13 @@ import hashlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+from mmcourse import device  # noqa: E402
+
+# Two logical CPUs in every test process, before TensorFlow's runtime starts, so that tests can
+# train the same model on one device and on two replicas (`device.use(cpu_replicas=2)`) and
+# compare. Ops without a strategy still run on /cpu:0 with all the cores.
+device.split_cpu(2)
+
 
 @pytest.fixture
 def assert_shipped_unchanged():

@@ -1,0 +1,157 @@
+"""What a trained model leaves on disk, written and read one way for every model of the course.
+
+* :func:`prepare_out` — the ``--out`` folder, created or checked writable *before* training;
+* :func:`save_model` — a ``.keras`` file without optimizer state (what is needed to use the
+  model; Adam's moments would double the file);
+* :func:`write_metrics` — ``metrics.json`` in one schema (see ``data/README.md``);
+* :func:`shipped` — a model folder shipped in ``data/``, its files checked against their
+  SHA-256 sums before anything loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["MODEL_COMMANDS", "ShippedModelError", "prepare_out", "save_model", "load_model", "write_metrics", "read_metrics",
+           "shipped", "verify", "write_checksums", "METRICS_FILE", "CHECKSUM_FILE"]
+
+METRICS_FILE = "metrics.json"
+CHECKSUM_FILE = "SHA256"
+
+#: How each shipped model is rebuilt (quoted in the error when its files are missing or altered).
+MODEL_COMMANDS = {
+    "captioner": "mmcourse train captioner --profile full --out data/captioner",
+    "retrieval": "mmcourse train retrieval --profile full --out data/retrieval",
+    "vae": "mmcourse train vae --profile full --out data/vae",
+    "cvae": "mmcourse train vae --conditional --profile full --out data/cvae",
+}
+
+
+class ShippedModelError(RuntimeError):
+    """A shipped model's file is missing or is not the file that was shipped."""
+
+
+def prepare_out(out) -> Path:
+    """The folder ``out``, created if needed and checked writable; ``ValueError`` saying why not."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".mmcourse-write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write into --out {out}: {error.strerror or error}") from error
+    return out
+
+
+def save_model(model, path) -> Path:
+    """Save ``model`` to ``path`` (``.keras``) without its optimizer or compile settings."""
+    path = Path(path)
+    saved = {name: model.__dict__[name] for name in ("optimizer", "compiled", "_compile_config") if name in model.__dict__}
+    try:
+        model.__dict__["optimizer"] = None
+        model.__dict__["compiled"] = False
+        model.__dict__.pop("_compile_config", None)
+        model.save(path)
+    finally:
+        for name in ("optimizer", "compiled", "_compile_config"):
+            model.__dict__.pop(name, None)
+        model.__dict__.update(saved)
+    return path
+
+
+def load_model(path):
+    """A model saved by :func:`save_model`, loaded with ``safe_mode=True`` and not compiled."""
+    import keras
+
+    return keras.saving.load_model(Path(path), safe_mode=True, compile=False)
+
+
+def _versions() -> dict:
+    import keras
+    import numpy as np
+
+    from mmcourse import __version__
+    from mmcourse._tf import tensorflow
+
+    return {"mmcourse": __version__, "python": platform.python_version(), "tensorflow": tensorflow().__version__,
+            "keras": keras.__version__, "numpy": np.__version__}
+
+
+def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed, train_seconds: float) -> dict:
+    """Write ``out/metrics.json`` with the keys every model shares, then the model's own; return it all.
+
+    ``train_seconds`` is the wall time of everything that fits weights for this model (any
+    pre-training included; data generation and evaluation excluded). ``run`` is the
+    :class:`mmcourse.device.Run` it trained under.
+    """
+    record = {"profile": profile, "seed": int(seed), "test_seed": test_seed, "train_seconds": float(train_seconds),
+              **run.record(), "versions": _versions(), "command": " ".join(["mmcourse", *sys.argv[1:]]) if _from_cli() else None}
+    record.update({k: v for k, v in metrics.items() if k not in record})
+    Path(out, METRICS_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _from_cli() -> bool:
+    return Path(sys.argv[0]).name in ("mmcourse", "__main__.py")
+
+
+def read_metrics(folder) -> dict:
+    """The ``metrics.json`` of a model folder."""
+    return json.loads(Path(folder, METRICS_FILE).read_text())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder, names) -> Path:
+    """Write ``folder/SHA256`` listing the SHA-256 of each of ``names`` (``sha256sum`` format)."""
+    folder = Path(folder)
+    lines = [f"{_sha256(folder / name)}  {name}" for name in names]
+    (folder / CHECKSUM_FILE).write_text("\n".join(lines) + "\n")
+    return folder / CHECKSUM_FILE
+
+
+def verify(folder, name: str | None = None) -> Path:
+    """Check every file listed in ``folder/SHA256``; raise :class:`ShippedModelError` naming the
+    first one that is missing or altered, and how to rebuild it."""
+    folder = Path(folder)
+    name = name or folder.name
+    rebuild = MODEL_COMMANDS.get(name, f"mmcourse train ... --out {folder}")
+    listing = folder / CHECKSUM_FILE
+    if not listing.is_file():
+        where = "" if folder.is_dir() else " (the folder does not exist)"
+        raise ShippedModelError(
+            f"the shipped model {name!r} is not at {folder}{where}: it ships in the course's data/ folder of a source "
+            f"checkout (git clone, then `pip install -e .`); or rebuild it with `{rebuild}`"
+        )
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        expected, file = line.split(maxsplit=1)
+        path = folder / file.strip()
+        if not path.is_file():
+            raise ShippedModelError(f"{path} is missing; restore it (`git checkout -- {path}`) or rebuild it with `{rebuild}`")
+        if _sha256(path) != expected:
+            raise ShippedModelError(f"{path} is not the shipped file (its SHA-256 differs); restore it "
+                                    f"(`git checkout -- {path}`) or rebuild it with `{rebuild}`")
+    return folder
+
+
+def shipped(name: str) -> Path:
+    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``retrieval``, ``vae``, ``cvae``)."""
+    from mmcourse import config
+
+    return verify(config.shipped_dir(name), name)
+

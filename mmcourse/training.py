@@ -1,0 +1,119 @@
+"""The one training idiom of the course, in the small pieces every model shares.
+
+Every model trains through Keras ``fit``. A model whose loss is not a plain Keras loss
+overrides ``compute_loss`` (Keras then scales the loss under mixed precision and averages
+gradients across replicas for it); the loss is computed in float32 and returned through
+:func:`replica_share`, exactly as Keras's own losses are. Models are built and compiled
+inside ``mmcourse.device.strategy().scope()``; batch sizes are global.
+
+Library functions take a ``seed`` and use it locally: :func:`seeded` fixes the random
+state that Keras draws initial weights and dropout seeds from while a model is built, then
+gives the learner's own random state back untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+
+from mmcourse._tf import tensorflow
+
+tf = tensorflow()
+
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+from keras import ops  # noqa: E402
+
+__all__ = ["compile", "LossScaleOptimizer", "seeded", "replica_share", "as_float32", "gather_replicas", "check_positive_int", "check_seed"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Build models reproducibly from ``seed`` without touching the caller's random state.
+
+    Keras gives a layer built without a seed one drawn from Python's ``random`` module (its
+    initialisers and dropout layers) or its global seed generator (unseeded random ops);
+    inside the block both start from ``seed``; afterwards Python's, NumPy's and Keras's
+    global random states are what they were before.
+    """
+    seed = check_seed(seed)
+    from keras.src.backend.common import global_state
+
+    saved_python, saved_numpy = random.getstate(), np.random.get_state()
+    saved_generator = global_state.get_global_attribute("global_seed_generator")
+    random.seed(seed)
+    np.random.seed(seed)
+    global_state.set_global_attribute("global_seed_generator", keras.random.SeedGenerator(seed))
+    try:
+        yield seed
+    finally:
+        random.setstate(saved_python)
+        np.random.set_state(saved_numpy)
+        global_state.set_global_attribute("global_seed_generator", saved_generator)
+
+
+def replica_share(loss):
+    """A loss averaged over this replica's share of the global batch, made ready for Keras to sum
+    gradients across replicas: divided by the number of replicas (as Keras's own losses are),
+    so that the summed gradient is the gradient of the global mean. Cast to float32."""
+    loss = ops.cast(loss, "float32")
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
+def as_float32(*tensors):
+    """The tensors cast to float32: losses and metrics are computed in float32 under mixed precision."""
+    cast = tuple(None if t is None else ops.cast(t, "float32") for t in tensors)
+    return cast[0] if len(cast) == 1 else cast
+
+
+def gather_replicas(x):
+    """``x`` from every replica, concatenated along the batch axis (in the replica order of the
+    global batch); ``x`` itself on one device. Gradients flow back to each replica's own part,
+    so a loss over the whole batch (a contrastive loss) is the same on any number of replicas."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_gather(x, axis=0)
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an ``int`` if it is a whole number of at least 1; else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an ``int`` if it is a whole number of at least 0; else ``ValueError``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+    return int(seed)
+
+
+class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's loss-scaling optimizer, made safe on several replicas.
+
+    Keras decides whether to skip a step (gradients overflowed float16) from the first
+    replica's gradients alone, before they are summed; when another replica overflowed, the
+    infinite gradient is applied and the weights become ``inf`` (seen with two CPU replicas).
+    Here every replica first learns whether any replica overflowed, so all skip together.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            overflowed = context.all_reduce("SUM", 1.0 - ops.cast(self.check_finite(grads), "float32"))  # replicas
+            finite = 1.0 - ops.minimum(overflowed, 1.0)
+            grads = [None if g is None else g / ops.cast(finite, g.dtype) for g in grads]  # x/0: not finite anywhere
+        return super().apply(grads, trainable_variables)
+
+
+def compile(model: keras.Model, optimizer, **kwargs) -> keras.Model:
+    """``model.compile(optimizer, **kwargs)``, with the loss-scaling optimizer the model's dtype
+    policy needs (mixed precision: :class:`LossScaleOptimizer`; float32: ``optimizer`` as it is)."""
+    if model.dtype_policy.name == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, **kwargs)
+    return model
