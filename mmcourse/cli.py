@@ -3,31 +3,27 @@
     mmcourse doctor                       versions, devices, profile, datasets present
     mmcourse run [NOTEBOOK ...] [--profile quick|full]
                                           execute notebooks headless, one line each
-    mmcourse train TARGET ...             train a reference model with a progress bar
-    mmcourse train embeddings --corpus {shapes,lee} --out DIR [--epochs N] [--dim D] [--seed S]
-                                          skip-gram word vectors: DIR/vectors.txt (word2vec
-                                          text format) and DIR/metrics.json
-    mmcourse train vae --out DIR [--profile quick|full] [--conditional] [--seed S]
-                                          DIR/vae.keras and DIR/metrics.json (test ELBO, its
-                                          terms, seconds; drawings true to their caption)
-    mmcourse train retrieval --out DIR [--profile quick|full] [--seed S]
-                                          a dual encoder (images and captions in one space):
-                                          DIR/dual_encoder.keras, vocabulary.json, metrics.json
-                                          (Recall@1/5/10 both ways, instance and semantic)
-    mmcourse train vqa --out DIR [--fusion early|late|product|film|attention] [--profile quick|full] [--seed S]
-                                          visual question answering on Shapes: DIR/image_encoder.keras,
-                                          vqa.keras, vocabulary.json, metrics.json (accuracy overall
-                                          and per question type, train_seconds)
+    mmcourse train TARGET --out DIR [--profile quick|full] [--seed S] [--precision auto|float32|mixed] [--cpu-replicas N]
+                                          train a reference model with a progress bar; writes the model
+                                          files and DIR/metrics.json (one schema: data/README.md)
+        TARGET: embeddings --corpus {shapes,lee} [--epochs N] [--dim D]
+                vae [--conditional]
+                captioner [--fusion inject|merge|attention]
+                retrieval
+                vqa [--fusion early|late|product|film|attention]
+    mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
 
-Each `train` target is a subparser declared here (parsing stays cheap: TensorFlow is
-imported only when a command runs); the work is done by a function in the target's
-model module, e.g. :func:`mmcourse.models.embeddings.train_command`. Later chapters add
-sibling targets (captioner, vae, retrieval, vqa) with :func:`_add_train_target`.
+Each `train` target is a subparser declared with :func:`_add_train_target` (parsing stays
+cheap: TensorFlow is imported only when a command runs); the work is done by the target's
+model module's ``train_command(out, *, profile, seed, precision, cpu_replicas, ...)``.
+Arguments, the profile and ``--out`` are checked before TensorFlow loads, so a wrong one
+fails within a second with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,11 +56,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _cmd_train_embeddings(args: argparse.Namespace) -> int:
-    from mmcourse.models.embeddings import train_command
+def _train(args: argparse.Namespace, module: str, **options) -> dict:
+    """Run ``mmcourse.models.<module>.train_command`` with the options every target shares."""
+    import importlib
 
-    metrics = train_command(args.corpus, args.out, epochs=args.epochs, dim=args.dim, seed=args.seed)
-    print(f"{metrics['words']:,} word vectors in {args.out / 'vectors.txt'} · {metrics['seconds']:.1f} s, {metrics['words_per_second']:,.0f} words/s")
+    from mmcourse import device
+
+    if args.cpu_replicas and args.cpu_replicas > 1:
+        device.split_cpu(args.cpu_replicas)  # first, before anything starts TensorFlow's runtime
+    command = importlib.import_module(f"mmcourse.models.{module}").train_command
+    return command(args.out, profile=args.profile, seed=args.seed, precision=args.precision, cpu_replicas=args.cpu_replicas, **options)
+
+
+def _where(m: dict) -> str:
+    return f"{m['precision']}, {m['replicas']} replica{'s' if m['replicas'] > 1 else ''}, {m['device']}"
+
+
+def _cmd_train_embeddings(args: argparse.Namespace) -> int:
+    metrics = _train(args, "embeddings", corpus=args.corpus, epochs=args.epochs, dim=args.dim)
+    print(f"{metrics['words']:,} word vectors in {args.out / 'vectors.txt'} · {metrics['train_seconds']:.1f} s, "
+          f"{metrics['words_per_second']:,.0f} words/s ({_where(metrics)})")
     for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
         if key in metrics:
             print(f"{key}: {metrics[key]:.3f}")
@@ -73,11 +84,9 @@ def _cmd_train_embeddings(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_vae(args: argparse.Namespace) -> int:
-    from mmcourse.models.generative import train_command
-
-    metrics = train_command(args.out, profile=args.profile, conditional=args.conditional, seed=args.seed)
+    metrics = _train(args, "generative", conditional=args.conditional)
     kind = "conditional VAE" if args.conditional else "VAE"
-    print(f"{kind} in {args.out / 'vae.keras'} · trained in {metrics['train_seconds']:.0f} s")
+    print(f"{kind} in {args.out} · trained in {metrics['train_seconds']:.0f} s ({_where(metrics)})")
     print(f"test ELBO {metrics['test_elbo']:,.1f} nats per image = reconstruction {metrics['test_reconstruction']:,.1f} − KL {metrics['test_kl']:.1f}")
     if args.conditional:
         print(f"drawn images true to their caption: {metrics['true_to_caption']:.3f} (judge reads real images exactly: {metrics['judge_read_accuracy']:.3f})")
@@ -89,10 +98,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_captioner(args: argparse.Namespace) -> int:
-    from mmcourse.models.captioning import train_command
-
-    m = train_command(args.out, profile=args.profile, fusion=args.fusion, seed=args.seed)
-    print(f"{m['fusion']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images")
+    m = _train(args, "captioning", fusion=args.fusion)
+    print(f"{m['fusion']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
     print(f"on {m['test_images']:,} fresh test images: BLEU-4 {m['bleu4']:.1f} · exact match {m['exact_match']:.3f} · "
           f"hallucination rate {m['hallucination_rate']:.3f}")
     print(f"metrics in {args.out / 'metrics.json'}")
@@ -100,10 +107,8 @@ def _cmd_train_captioner(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_retrieval(args: argparse.Namespace) -> int:
-    from mmcourse.models.retrieval import train_command
-
-    m = train_command(args.out, profile=args.profile, seed=args.seed)
-    print(f"dual encoder in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images")
+    m = _train(args, "retrieval")
+    print(f"dual encoder in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
     print(f"Recall@1/5/10 over {m['test_images']:,} fresh test images ({m['test_images'] * 5:,} captions):")
     for kind, prefix in (("instance", ""), ("semantic", "semantic_")):
         for way in ("t2i", "i2t"):
@@ -114,14 +119,15 @@ def _cmd_train_retrieval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_vqa(args: argparse.Namespace) -> int:
-    from mmcourse.models.fusion import KINDS, train_command
-
-    m = train_command(args.out, fusion=args.fusion, profile=args.profile, seed=args.seed)
+    m = _train(args, VQA_MODULE, fusion=args.fusion)
     print(f"{m['fusion']} fusion VQA model in {args.out} · trained in {m['train_seconds']:.0f} s on "
-          f"{m['train_questions']:,} questions about {m['train_images']:,} images")
+          f"{m['train_questions']:,} questions about {m['train_images']:,} images ({_where(m)})")
     print(f"accuracy on {m['test_questions']:,} questions about {m['test_images']:,} fresh test images: {m['accuracy']:.3f} "
           f"(majority answer per type: {m['majority_baseline']['accuracy']:.3f})")
-    print("  " + " · ".join(f"{kind} {m[kind]:.3f}" for kind in KINDS))
+    import importlib
+
+    kinds = importlib.import_module(f"mmcourse.models.{VQA_MODULE}").KINDS
+    print("  " + " · ".join(f"{kind} {m[kind]:.3f}" for kind in kinds))
     print(f"metrics in {args.out / 'metrics.json'}")
     return 0
 
@@ -142,20 +148,54 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     return 1 if any(caption is None for _, caption, _ in results) else 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {text}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+_positive_int, _seed = _whole_number(1), _whole_number(0)
+
+VQA_MODULE = "fusion"
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """A train target's parser: a wrong argument is one line on stderr (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _add_train_target(train_sub, name: str, help: str, func) -> argparse.ArgumentParser:
-    """One `mmcourse train NAME` target; every target writes into --out."""
+    """One `mmcourse train NAME` target; every target takes the same options and writes into --out."""
     target = train_sub.add_parser(name, help=help, description=help)
     target.add_argument("--out", type=Path, required=True, help="folder for the model files and metrics.json (created if needed)")
-    target.add_argument("--seed", type=int, default=None, help="random seed (default: the target's own, 0)")
-    target.set_defaults(func=func)
+    target.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
+    target.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
+    target.add_argument("--precision", choices=["auto", "float32", "mixed"], default="auto",
+                        help="auto: mixed float16 on a GPU, float32 on a CPU (default auto)")
+    target.add_argument("--cpu-replicas", type=_positive_int, default=None, metavar="N",
+                        help="CPU only: split the CPU into N logical devices and train on all of them with MirroredStrategy "
+                             "(tests the several-device path without a GPU; slower, not faster)")
+    target.set_defaults(func=func, check=_check_train)
     return target
+
+
+def _check_train(args: argparse.Namespace) -> None:
+    """Everything that can be checked before TensorFlow loads: the profile and --out."""
+    from mmcourse import artifacts
+    from mmcourse.config import profile_name
+
+    args.profile = profile_name(args.profile)
+    artifacts.prepare_out(args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train a reference model with a progress bar; writes its files and metrics.json")
-    train_sub = train.add_subparsers(dest="target", metavar="TARGET")
+    train_sub = train.add_subparsers(dest="target", metavar="TARGET", parser_class=_OneLineErrors)
     train_sub.required = True
     embeddings = _add_train_target(
         train_sub, "embeddings", "skip-gram word vectors (word2vec text format) and their evaluation", _cmd_train_embeddings
@@ -184,18 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--epochs", type=_positive_int, default=None, help="passes over the corpus (default: 5 for shapes, 50 for lee)")
     embeddings.add_argument("--dim", type=_positive_int, default=None, help="vector length (default: 16 for shapes, 100 for lee)")
     vae = _add_train_target(train_sub, "vae", "a VAE on Shapes images (or, with --conditional, one that draws from captions)", _cmd_train_vae)
-    vae.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
     vae.add_argument("--conditional", action="store_true", help="condition on captions and measure how often drawings are true to them")
     captioner = _add_train_target(train_sub, "captioner", "the attention captioner on Shapes images; metrics on a fresh test split", _cmd_train_captioner)
-    captioner.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
     captioner.add_argument("--fusion", choices=["inject", "merge", "attention"], default="attention", help="how image and words meet (default attention)")
 
     retrieval = _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
-    retrieval.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
 
     vqa = _add_train_target(train_sub, "vqa", "visual question answering on Shapes with one fusion strategy; accuracy per question type", _cmd_train_vqa)
     vqa.add_argument("--fusion", choices=["early", "late", "product", "film", "attention"], default="attention", help="how image and question meet (default attention)")
-    vqa.add_argument("--profile", choices=["quick", "full"], default=None, help="training sizes (default: $MMCOURSE_PROFILE, else full)")
 
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
@@ -206,7 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    name = f"mmcourse {args.command}" + (f" {args.target}" if getattr(args, "target", None) else "")
+    try:
+        if getattr(args, "check", None):
+            args.check(args)
+        return args.func(args)
+    except (ValueError, RuntimeError, OSError) as error:
+        # a wrong argument or environment: one line, no traceback (MMCOURSE_TRACEBACK=1 shows it)
+        if os.environ.get("MMCOURSE_TRACEBACK"):
+            raise
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

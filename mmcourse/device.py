@@ -24,6 +24,9 @@ Several machines: set ``TF_CONFIG`` on each (TensorFlow's own format, e.g.
 "index": 0}}``) and run the same ``mmcourse train`` command on each; :func:`strategy` then
 returns a ``MultiWorkerMirroredStrategy`` and TensorFlow's collective ops average the
 gradients. Batch sizes everywhere are global: each replica sees ``batch / replicas``.
+A caveat measured here: Keras 3 (3.15) ``fit`` fails under ``MultiWorkerMirroredStrategy`` at
+its first batch (keras-team/keras#20585, open; ``tests/test_device.py`` runs two local workers
+and will say when a Keras release fixes it). Until then, train on one machine's GPUs.
 """
 
 from __future__ import annotations
