@@ -93,7 +93,10 @@ def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed
     """
     record = {"profile": profile, "seed": int(seed), "test_seed": test_seed, "train_seconds": float(train_seconds),
               **run.record(), "versions": _versions(), "command": " ".join(["mmcourse", *sys.argv[1:]]) if _from_cli() else None}
-    record.update({k: v for k, v in metrics.items() if k not in record})
+    clash = sorted(k for k in metrics if k in record and metrics[k] != record[k])
+    if clash:  # e.g. a captioner's object "precision" beside the numeric precision: rename the model's key
+        raise ValueError(f"metrics {clash} clash with keys every metrics.json shares ({', '.join(record)}); rename them")
+    record.update(metrics)
     Path(out, METRICS_FILE).write_text(json.dumps(record, indent=2))
     return record
 
