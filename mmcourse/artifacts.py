@@ -67,10 +67,14 @@ def save_model(model, path) -> Path:
 
 
 def load_model(path):
-    """A model saved by :func:`save_model`, loaded with ``safe_mode=True`` and not compiled."""
+    """A model saved by :func:`save_model`, loaded with ``safe_mode=True`` and not compiled. When its
+    folder lists SHA-256 sums (every ``mmcourse train`` folder does), the files are checked first."""
     import keras
 
-    return keras.saving.load_model(Path(path), safe_mode=True, compile=False)
+    path = Path(path)
+    if (path.parent / CHECKSUM_FILE).is_file():
+        verify(path.parent)
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 def _versions() -> dict:
@@ -85,7 +89,8 @@ def _versions() -> dict:
 
 
 def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed, train_seconds: float) -> dict:
-    """Write ``out/metrics.json`` with the keys every model shares, then the model's own; return it all.
+    """Write ``out/metrics.json`` with the keys every model shares, then the model's own, and
+    ``out/SHA256`` listing the model files beside it (call it last); return the metrics.
 
     ``train_seconds`` is the wall time of everything that fits weights for this model (any
     pre-training included; data generation and evaluation excluded). ``run`` is the
@@ -97,7 +102,11 @@ def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed
     if clash:  # e.g. a captioner's object "precision" beside the numeric precision: rename the model's key
         raise ValueError(f"metrics {clash} clash with keys every metrics.json shares ({', '.join(record)}); rename them")
     record.update(metrics)
-    Path(out, METRICS_FILE).write_text(json.dumps(record, indent=2))
+    out = Path(out)
+    (out / METRICS_FILE).write_text(json.dumps(record, indent=2))
+    kept = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.name not in (METRICS_FILE, CHECKSUM_FILE, "README.md"))
+    write_checksums(out, kept)  # what load_model checks before loading
     return record
 
 
