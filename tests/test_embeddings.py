@@ -1,7 +1,9 @@
-"""Skip-gram with negative sampling: each formula against an independent computation."""
+"""Skip-gram with negative sampling: each formula against an independent computation, and the
+training idiom (Keras fit on tf.data, mixed precision, several replicas, seeds)."""
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -11,9 +13,13 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors, Word2Vec
 
+from mmcourse import device, training
 from mmcourse.data import shapes
 from mmcourse.data.text import load_corpus
 from mmcourse.models import embeddings as E
+from mmcourse.wordsim import evaluate_all
+
+replica_share = training.replica_share  # (compute_loss's argument `training` hides the module)
 
 
 def test_skipgram_loss_equals_a_direct_numpy_evaluation():
@@ -37,26 +43,32 @@ def test_skipgram_loss_equals_a_direct_numpy_evaluation():
     np.testing.assert_allclose(E.skipgram_loss_numpy(v, u, centre, context, negatives), direct, rtol=1e-6)
 
 
-def test_train_step_gradient_matches_tensorflow_on_the_numpy_loss():
-    # One SGD step with the summed loss moves each weight by -lr * dL/dw; compare with finite differences.
+def test_one_fit_step_moves_the_weights_by_the_gradient_of_the_summed_loss():
+    # One SGD step of Keras's fit (through compute_loss) moves each weight by -lr * dL/dw, L the
+    # SUM of the batch's losses; compare with finite differences of the NumPy loss.
     rng = np.random.default_rng(1)
     model = E.SkipGram(vocab_size=6, dim=3)
     model.build()
     v, u = rng.normal(size=(6, 3)) * 0.5, rng.normal(size=(6, 3)) * 0.5
     model.target.assign(v.astype("float32"))
     model.context.assign(u.astype("float32"))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+    training.compile(model, keras.optimizers.SGD(learning_rate=0.1))
     batch = (np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([[4, 5], [5, 0], [3, 4]]))
-    model.train_step(batch)
+    history = model.fit(batch, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    # the history's loss is the mean per pair (before the step)
+    np.testing.assert_allclose(history.history["loss"][0], E.skipgram_loss_numpy(v, u, *batch).mean(), rtol=1e-5)
     eps = 1e-6
-    grad_v = np.zeros_like(v)
-    for i in range(6):
-        for j in range(3):
-            plus, minus = v.copy(), v.copy()
-            plus[i, j] += eps
-            minus[i, j] -= eps
-            grad_v[i, j] = (E.skipgram_loss_numpy(plus, u, *batch).sum() - E.skipgram_loss_numpy(minus, u, *batch).sum()) / (2 * eps)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.target), v - 0.1 * grad_v, atol=1e-5)
+    for table, other, moved in ((v, u, model.target), (u, v, model.context)):
+        grad = np.zeros_like(table)
+        for i in range(6):
+            for j in range(3):
+                plus, minus = table.copy(), table.copy()
+                plus[i, j] += eps
+                minus[i, j] -= eps
+                args = (plus, other) if table is v else (other, plus)
+                args_minus = (minus, other) if table is v else (other, minus)
+                grad[i, j] = (E.skipgram_loss_numpy(*args, *batch).sum() - E.skipgram_loss_numpy(*args_minus, *batch).sum()) / (2 * eps)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(moved), table - 0.1 * grad, atol=1e-5)
 
 
 def _brute_force_pairs(sentences, window):
@@ -130,6 +142,99 @@ def test_embedding_lookup_equals_one_hot_matrix_product():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.take(model.target, ids, axis=0)), one_hot @ table)
 
 
+def test_pair_dataset_serves_every_pair_once_in_order_in_global_batches():
+    rng = np.random.default_rng(0)
+    centres, contexts, negatives = rng.integers(0, 9, 10), rng.integers(0, 9, 10), rng.integers(0, 9, (10, 3))
+    batches = [tuple(t.numpy() for t in x) for (x,) in E.pair_dataset(centres, contexts, negatives, 4)]
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    for got, want in zip(zip(*batches), (centres, contexts, negatives)):
+        np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+# --------------------------------------------------------------------------- training
+
+# A tiny run: 100 Shapes captions, 8-dimensional vectors, batches of 32 pairs: about 7 SGD
+# steps per epoch, enough for the loss to fall and for a wrong step size to show.
+TINY = dict(dim=8, min_count=1, epochs=2, batch_size=32, learning_rate=0.1, seed=3)
+
+
+def _tiny(precision="float32", cpu_replicas=None, **overrides):
+    captions = load_corpus("shapes", n=20, seed=0)
+    with device.use(precision, cpu_replicas):
+        return E.train_skipgram(captions, progress=False, **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tiny_float32():
+    return _tiny()
+
+
+def test_mixed_precision_loss_falls_like_float32(tiny_float32):
+    """(a) Same seed, same pairs, under mixed_float16. Tolerance 1e-3 relative on each epoch's
+    mean loss per pair: float16 keeps about 3 significant digits of the vectors in the dot
+    products (relative rounding 5e-4 per value, averaging out over pairs); the loss itself is
+    summed in float32. Measured: 2e-6. The loss-scale optimizer skipped no step here (a skipped
+    step would show as a larger gap), and the vectors agree to float16's rounding."""
+    mixed = _tiny("mixed")
+    assert mixed.model.dtype_policy.name == "mixed_float16"
+    assert isinstance(mixed.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert mixed.steps == tiny_float32.steps
+    assert mixed.losses[-1] < mixed.losses[0] - 0.05 and tiny_float32.losses[-1] < tiny_float32.losses[0] - 0.05
+    np.testing.assert_allclose(mixed.losses, tiny_float32.losses, rtol=1e-3)
+    np.testing.assert_allclose(mixed.matrix, tiny_float32.matrix, atol=2e-3)
+
+
+def test_two_replicas_take_the_same_steps_as_one_device(tiny_float32, monkeypatch):
+    """(b) float32, 2 CPU replicas, each taking half of every global batch of 32 pairs.
+
+    The loss is the SUM over the batch and Keras sums the replicas' gradients, so each replica
+    must return its own sum undivided: the summed gradient is then exactly the one-device
+    gradient, and the runs agree to float32 summation order (tolerance 1e-5 relative on the
+    losses, 1e-6 absolute on vectors of size ~0.3; measured: 2e-7 and 4e-8). Dividing by the
+    number of replicas, as a mean loss must (``training.replica_share``), halves every step:
+    the losses then differ by ~3e-3 and 3e-2 relative and the vectors by ~0.25 — which this
+    test also shows, so it tells the two apart."""
+    two = _tiny("float32", cpu_replicas=2)
+    assert two.model.distribute_strategy.num_replicas_in_sync == 2
+    assert two.steps == tiny_float32.steps
+    np.testing.assert_allclose(two.losses, tiny_float32.losses, rtol=1e-5)
+    np.testing.assert_allclose(two.matrix, tiny_float32.matrix, atol=1e-6)
+
+    def divided(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        losses = E.as_float32(y_pred)
+        self.pair_loss.update_state(losses)
+        return replica_share(keras.ops.sum(losses))
+
+    monkeypatch.setattr(E.SkipGram, "compute_loss", divided)
+    wrong = _tiny("float32", cpu_replicas=2)
+    assert abs(wrong.losses[-1] / tiny_float32.losses[-1] - 1) > 100 * 1e-5
+    assert np.abs(wrong.matrix - tiny_float32.matrix).max() > 1000 * 1e-6
+
+
+def test_learning_rate_falls_linearly_to_its_minimum(monkeypatch):
+    settings = E.SkipGramSettings(learning_rate=0.03, min_learning_rate=0.001)
+    schedule = E.learning_rate_schedule(settings, total_steps=10)
+    got = [float(schedule(step)) for step in range(13)]
+    want = [max(0.001, 0.03 - 0.029 * step / 10) for step in range(13)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    monkeypatch.setattr(E, "STEPS_PER_EXECUTION", 1)  # batch hooks once per step
+    vectors = _tiny(epochs=3, learning_rate=0.03, min_learning_rate=0.001, callbacks=[Record()])
+    assert len(seen) == vectors.steps and seen[0] == pytest.approx(0.03)
+    # A straight line down to the minimum, then flat (once the run's steps pass the estimate)...
+    planned = (0.03 - 0.001) / (seen[0] - seen[1])  # the steps the decay spans
+    line = np.maximum(0.001, 0.03 - (0.03 - 0.001) * np.arange(len(seen)) / planned)
+    np.testing.assert_allclose(seen, line, atol=1e-7)
+    # ...spanning the whole run: the step count is estimated from one draw of the pairs
+    assert abs(planned / vectors.steps - 1) < 0.15
+
+
 def test_training_on_shapes_captions_puts_colours_next_to_colours():
     captions = load_corpus("shapes", n=2000, seed=0)
     vectors = E.train_skipgram(captions, E.CORPUS_DEFAULTS["shapes"], epochs=3, progress=False)
@@ -140,22 +245,23 @@ def test_training_on_shapes_captions_puts_colours_next_to_colours():
             assert set(top) <= set(group), (word, top)
 
 
-def test_training_is_reproducible_and_leaves_global_random_state_alone():
-    captions = load_corpus("shapes", n=100, seed=0)
+def test_training_is_reproducible_and_leaves_global_random_state_alone(tiny_float32):
     np.random.seed(123)
-    expected_next = np.random.random()
+    random.seed(123)
+    expected = np.random.random(), random.random()
     np.random.seed(123)
-    first = E.train_skipgram(captions, dim=4, min_count=1, epochs=1, seed=5, progress=False)
-    assert np.random.random() == expected_next  # no global seeding as a side effect
-    second = E.train_skipgram(captions, dim=4, min_count=1, epochs=1, seed=5, progress=False)
-    np.testing.assert_array_equal(first.matrix, second.matrix)
+    random.seed(123)
+    again = _tiny()
+    assert (np.random.random(), random.random()) == expected  # no global seeding as a side effect
+    np.testing.assert_array_equal(again.matrix, tiny_float32.matrix)
+    assert again.losses == tiny_float32.losses
+    other = _tiny(seed=4)
+    assert not np.array_equal(other.matrix, tiny_float32.matrix)
 
 
-def test_unknown_word_in_trained_vectors_suggests_close_words():
-    captions = load_corpus("shapes", n=50, seed=0)
-    vectors = E.train_skipgram(captions, dim=4, min_count=1, epochs=1, progress=False)
+def test_unknown_word_in_trained_vectors_suggests_close_words(tiny_float32):
     with pytest.raises(E.UnknownWordError, match=r"'purpel' is not in the vocabulary .*did you mean 'purple'"):
-        vectors.nearest("purpel")
+        tiny_float32.nearest("purpel")
 
 
 def test_divergence_is_reported_with_what_to_change():
@@ -176,20 +282,64 @@ def test_model_config_round_trip_and_argument_errors():
         E.context_pairs(np.arange(5), window=0)
     with pytest.raises(ValueError, match="lower min_count"):
         E.build_vocabulary([["a", "b"]], min_count=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number"):
+        E.train_skipgram([["a", "b"]], min_count=1, batch_size=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative whole number"):
+        E.train_skipgram([["a", "b"]], min_count=1, seed=-1)
 
 
-def test_cli_writes_vectors_gensim_can_read_and_metrics(tmp_path):
+# --------------------------------------------------------------------------- command
+
+
+def test_train_command_writes_vectors_and_metrics_it_can_reproduce(tmp_path, capsys):
+    metrics = E.train_command(tmp_path, corpus="lee", profile="quick", seed=1, epochs=1, dim=8)
+    assert "skip-gram" in capsys.readouterr().err  # the progress bar
+    kv = KeyedVectors.load_word2vec_format(tmp_path / "vectors.txt", binary=False)  # gensim reads it
+    assert kv.vector_size == 8 and "the" in kv.key_to_index
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    assert (written["profile"], written["seed"], written["precision"], written["replicas"]) == ("quick", 1, "float32", 1)
+    assert written["settings"]["epochs"] == 1 and written["settings"]["seed"] == 1
+    assert written["train_seconds"] > 0 and written["words_per_second"] > 0 and len(written["loss_per_epoch"]) == 1
+    # re-measure the evaluation from the file
+    loaded = E.load(tmp_path)
+    assert written["words"] == len(loaded) == len(kv)
+    again = evaluate_all(loaded)
+    for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
+        assert again[key] == pytest.approx(written[key], abs=1e-4), key
+
+
+def test_train_command_quick_profile_shortens_lee_and_refuses_bad_arguments_before_training(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(E, "train_skipgram", lambda *a, **k: calls.append(a) or pytest.fail("trained"))
+    for kwargs, message in [
+        (dict(corpus="wiki"), "unknown corpus 'wiki'"),
+        (dict(corpus="lee", seed=-1), "seed must be"),
+        (dict(corpus="lee", precision="half"), "precision must be one of"),
+        (dict(corpus="lee", epochs=0), "epochs must be"),
+        (dict(corpus="lee", profile="fast"), "not a profile"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            E.train_command(tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        E.train_command(tmp_path / "file", corpus="lee")
+    assert not calls
+    with pytest.raises(ValueError, match="no word vectors ship"):
+        E.load()
+    assert E.QUICK_EPOCHS["lee"] < E.CORPUS_DEFAULTS["lee"].epochs
+
+
+def test_cli_writes_vectors_and_metrics(tmp_path):
     env = dict(os.environ, MMCOURSE_PROFILE="quick")
-    cmd = [sys.executable, "-m", "mmcourse", "train", "embeddings", "--corpus", "lee", "--out", str(tmp_path), "--epochs", "1", "--dim", "8"]
+    cmd = [sys.executable, "-m", "mmcourse", "train", "embeddings", "--corpus", "shapes", "--out", str(tmp_path), "--epochs", "1", "--dim", "4"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "skip-gram" in out.stderr and "100%" in out.stderr  # the progress bar
-    kv = KeyedVectors.load_word2vec_format(tmp_path / "vectors.txt", binary=False)
-    assert kv.vector_size == 8 and "the" in kv.key_to_index
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy", "words_per_second", "seconds"):
-        assert isinstance(metrics[key], float), key
-    assert metrics["words"] == len(kv) and metrics["settings"]["epochs"] == 1
+    assert metrics["corpus"] == "shapes" and metrics["settings"]["epochs"] == 1
+    assert metrics["words"] == len(E.load(tmp_path))
 
 
 def test_cli_refuses_an_unknown_corpus():

@@ -20,16 +20,18 @@ The pieces, each a small function so a notebook and a test can look at it alone:
   with :math:`1 - \\sqrt{t/f}`, is a little harsher);
 * :func:`noise_distribution` — :math:`P_n(w) \\propto \\text{count}(w)^{0.75}`;
 * :class:`SkipGram` — a Keras model holding the two embedding tables, whose ``call``
-  returns :math:`\\ell` for each pair and whose ``train_step`` takes one SGD step on a batch;
-* :func:`train_skipgram` — the whole recipe (vocabulary, subsampling, pairs, negatives,
-  SGD with a learning rate decaying linearly, as word2vec does), returning
+  returns :math:`\\ell` for each pair and whose ``compute_loss`` sums it over the batch
+  (Keras's ``fit`` then takes the SGD steps, loss-scaled under mixed precision, on any
+  number of replicas);
+* :func:`train_skipgram` — the whole recipe (vocabulary, subsampling, pairs, negatives
+  drawn per epoch in NumPy; batches served by ``tf.data``; SGD in Keras's ``fit`` with a
+  learning rate decaying linearly, as word2vec does), returning
   :class:`TrainedVectors`: a :class:`~mmcourse.data.vectors.WordVectors` (nearest
   neighbours, similarity, analogies, word2vec-format files) with its training record.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -45,8 +47,11 @@ tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow is imported quietly)
 from keras import ops  # noqa: E402
 
+from mmcourse import artifacts, device  # noqa: E402
 from mmcourse.data.text import Vocabulary, load_corpus  # noqa: E402
 from mmcourse.data.vectors import UnknownWordError, WordVectors  # noqa: E402
+from mmcourse.training import as_float32, check_positive_int, check_seed, seeded  # noqa: E402
+from mmcourse.training import compile as compile_model  # noqa: E402
 
 __all__ = [
     "SkipGramSettings",
@@ -62,8 +67,13 @@ __all__ = [
     "noise_distribution",
     "draw_negatives",
     "skipgram_loss_numpy",
+    "epoch_pairs",
+    "pair_dataset",
+    "learning_rate_schedule",
     "train_skipgram",
     "train_command",
+    "save",
+    "load",
     "CORPUS_DEFAULTS",
 ]
 
@@ -223,11 +233,14 @@ class SkipGram(keras.Model):
     Input: a tuple ``(centre, context, negatives)`` of int ids with shapes ``(batch,)``,
     ``(batch,)`` and ``(batch, K)``.
 
-    Output: the loss of each pair, shape ``(batch,)``:
+    Output: the loss of each pair, shape ``(batch,)``, in float32 (the dot products run in
+    the compute dtype, float16 under mixed precision; the loss is taken in float32):
     :math:`-\\log\\sigma(u_o^\\top v_c) - \\sum_k \\log\\sigma(-u_k^\\top v_c)`.
 
-    ``train_step`` sums the loss over the batch and applies the optimizer (plain SGD with
-    the summed loss reproduces word2vec's one-pair-at-a-time updates, batched).
+    Training goes through Keras's ``fit`` (compile with :func:`mmcourse.training.compile`);
+    :meth:`compute_loss` gives Keras the loss to differentiate: the **sum** over the batch
+    (plain SGD on the summed loss reproduces word2vec's one-pair-at-a-time updates, batched).
+    The history's ``loss`` is the mean loss per pair.
     """
 
     def __init__(self, vocab_size: int, dim: int = 100, seed: int | None = None, **kwargs):
@@ -239,6 +252,7 @@ class SkipGram(keras.Model):
         self.vocab_size = int(vocab_size)
         self.dim = int(dim)
         self.seed = seed
+        self.pair_loss = keras.metrics.Mean(name="loss")  # mean loss per pair (what the history shows)
 
     def build(self, input_shape=None):
         # The tables' shapes depend on the vocabulary and dim only, not on the input.
@@ -256,19 +270,30 @@ class SkipGram(keras.Model):
         v_c = ops.take(self.target, centre, axis=0)  # (batch, dim)
         u_o = ops.take(self.context, context, axis=0)  # (batch, dim)
         u_k = ops.take(self.context, negatives, axis=0)  # (batch, K, dim)
-        positive = ops.sum(u_o * v_c, axis=-1)  # u_o · v_c
-        negative = ops.einsum("bkd,bd->bk", u_k, v_c)  # u_k · v_c
+        positive = as_float32(ops.sum(u_o * v_c, axis=-1))  # u_o · v_c
+        negative = as_float32(ops.einsum("bkd,bd->bk", u_k, v_c))  # u_k · v_c
         # −log σ(x) = softplus(−x)
         return ops.softplus(-positive) + ops.sum(ops.softplus(negative), axis=-1)
 
-    def train_step(self, data):
-        centre, context, negatives = data
-        with tf.GradientTape() as tape:
-            losses = self((centre, context, negatives))
-            total = ops.sum(losses)
-        gradients = tape.gradient(total, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return {"loss": ops.mean(losses)}
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The summed loss of this replica's pairs, NOT divided by the number of replicas.
+
+        Keras sums gradients across replicas. For a mean loss each replica returns its mean
+        divided by the number of replicas (:func:`mmcourse.training.replica_share`) so that the
+        sum is the gradient of the global mean; for a summed loss the sum of the replicas'
+        gradients of their own sums already *is* the gradient of the global batch's sum, so
+        dividing would shrink every step by the number of replicas
+        (``tests/test_embeddings.py`` shows both).
+        """
+        losses = as_float32(y_pred)
+        self.pair_loss.update_state(losses)
+        return ops.sum(losses)
+
+    @property
+    def metrics(self):
+        # Only the loss per pair: Keras's own tracker of the returned (summed) loss is left
+        # out, so the history's "loss" means the same as word2vec's and the paper's.
+        return [self.pair_loss]
 
     def get_config(self):
         config = super().get_config()
@@ -291,7 +316,7 @@ class SkipGramSettings:
     epochs: int = 5
     learning_rate: float = 0.025  # start of the linear decay (gensim: alpha)
     min_learning_rate: float = 1e-4  # end of the linear decay (gensim: min_alpha)
-    batch_size: int = 1024  # pairs per SGD step
+    batch_size: int = 1024  # pairs per SGD step (global: split across replicas)
     seed: int = 0
 
 
@@ -299,11 +324,13 @@ class TrainedVectors(WordVectors):
     """Word vectors from :func:`train_skipgram`, with how they were made.
 
     Attributes: ``model`` (the :class:`SkipGram`), ``vocabulary``, ``counts``, ``settings``,
-    ``losses`` (mean loss per epoch), ``seconds`` (training wall time), ``words_per_second``
-    (corpus words processed per second, counting every token of every epoch, as gensim does).
+    ``losses`` (mean loss per pair in each epoch, from Keras's history; NaN for an epoch
+    that drew no pairs, which only a tiny corpus can do), ``seconds``
+    (training wall time), ``words_per_second`` (corpus words processed per second, counting
+    every token of every epoch, as gensim does), ``steps`` (SGD steps taken).
     """
 
-    def __init__(self, words, matrix, *, model, vocabulary, counts, settings, losses, seconds, corpus_words):
+    def __init__(self, words, matrix, *, model, vocabulary, counts, settings, losses, seconds, corpus_words, steps=None):
         super().__init__(words, matrix)
         self.model = model
         self.vocabulary = vocabulary
@@ -311,93 +338,154 @@ class TrainedVectors(WordVectors):
         self.settings = settings
         self.losses = list(losses)
         self.seconds = float(seconds)
+        self.steps = steps
         self.words_per_second = corpus_words * settings.epochs / max(seconds, 1e-9)
 
 
-def _make_step(model: SkipGram):
-    @tf.function(reduce_retracing=True)
-    def step(centre, context, negatives, learning_rate):
-        model.optimizer.learning_rate.assign(learning_rate)
-        return model.train_step((centre, context, negatives))["loss"]
+#: SGD steps per call of Keras's compiled training function: one trip through Python per 32
+#: steps (a step on Lee takes a few milliseconds on a CPU, far less on a GPU, so Python's
+#: share per step matters). Keras then calls callbacks' batch hooks once per 32 steps.
+STEPS_PER_EXECUTION = 32
 
-    return step
+
+def learning_rate_schedule(settings: SkipGramSettings, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """word2vec's learning rate: linear from ``learning_rate`` to ``min_learning_rate`` over
+    ``total_steps`` SGD steps, then constant (a ``PolynomialDecay`` of power 1)."""
+    return keras.optimizers.schedules.PolynomialDecay(
+        settings.learning_rate, decay_steps=max(1, int(total_steps)), end_learning_rate=settings.min_learning_rate, power=1.0
+    )
+
+
+def epoch_pairs(ids, owner, keep, noise, settings: SkipGramSettings, rng: np.random.Generator):
+    """One epoch of training data, drawn as word2vec draws it: subsampling, dynamic windows,
+    a shuffle and the noise words. Returns ``(centres, contexts, negatives)``."""
+    sub_ids, sub_owner = subsample(ids, owner, keep, rng)
+    centres, contexts = context_pairs(sub_ids, sub_owner, settings.window, rng)
+    order = rng.permutation(len(centres))
+    centres, contexts = centres[order], contexts[order]
+    negatives = draw_negatives(noise, (len(centres), settings.negative), rng)
+    return centres, contexts, negatives
+
+
+def pair_dataset(centres, contexts, negatives, batch_size: int) -> tf.data.Dataset:
+    """One epoch's pairs as a ``tf.data`` pipeline of batches of ``batch_size`` pairs
+    (the last one shorter), in the order given.
+
+    Elements are ``((centre, context, negatives),)``: Keras reads them as inputs with no
+    targets. The dataset's length is known, so Keras's ``fit`` runs exactly its batches
+    (Keras caps later epochs of a dataset of unknown length at the first epoch's number of
+    batches, which would cut word2vec's epochs, whose lengths vary).
+    """
+    data = tf.data.Dataset.from_tensor_slices(((centres, contexts, negatives),))
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """At the end of each epoch (not each step: no host sync per batch): move the progress
+    bar by the epoch's words, show the loss and learning rate, and stop a diverged run."""
+
+    def __init__(self, bar, words_per_epoch: int, settings: SkipGramSettings):
+        super().__init__()
+        self.bar, self.words, self.settings = bar, words_per_epoch, settings
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", float("nan")))
+        lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.bar.update(self.words)
+        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.4f}")
+        if not math.isfinite(loss):
+            s = self.settings
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1} (the loss is {loss}); lower learning_rate "
+                f"(now {s.learning_rate}) or batch_size (now {s.batch_size}) — with a small vocabulary each batch "
+                "sums many updates of the same word — or subsample frequent words more (sample=1e-3)"
+            )
 
 
 def train_skipgram(
-    sentences: Sequence[Sequence[str]], settings: SkipGramSettings | None = None, *, progress: bool = True, **overrides
+    sentences: Sequence[Sequence[str]],
+    settings: SkipGramSettings | None = None,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    **overrides,
 ) -> TrainedVectors:
     """Train skip-gram with negative sampling on tokenised sentences.
 
-    Each epoch draws fresh subsampling, dynamic windows and noise words, shuffles the
-    pairs, and takes SGD steps of ``batch_size`` pairs; the learning rate falls linearly
-    from ``learning_rate`` to ``min_learning_rate`` over the whole run, as in word2vec.
+    Each epoch draws fresh subsampling, dynamic windows and noise words and shuffles the
+    pairs (in NumPy, from a generator seeded by ``settings.seed``: :func:`epoch_pairs`);
+    Keras's ``fit`` (one call per epoch, the compiled step traced once) then takes SGD
+    steps of ``batch_size`` pairs from a ``tf.data`` pipeline (:func:`pair_dataset`), with no
+    Python and no host sync per step. The learning rate falls
+    linearly from ``learning_rate`` to ``min_learning_rate`` over the whole run, as in
+    word2vec (:func:`learning_rate_schedule`; the number of steps is estimated from one
+    extra draw of the pairs).
+
+    The model is built and compiled in ``mmcourse.device.strategy().scope()``, so inside
+    ``with mmcourse.device.use(precision, cpu_replicas):`` it trains under that precision and
+    on those replicas (``batch_size`` is the global batch). The caller's random state
+    (Python, NumPy, Keras) is left as it was.
 
     Args:
         sentences: lists of words (e.g. ``mmcourse.data.text.load_corpus("lee")``).
         settings: a :class:`SkipGramSettings`; keyword ``overrides`` replace its fields
             (``train_skipgram(corpus, epochs=20, dim=50)``).
-        progress: show a tqdm progress bar (words processed) and the loss.
+        progress: show a tqdm progress bar (words processed, updated once per epoch) and the loss.
+        callbacks: more Keras callbacks for ``fit`` (e.g. ``keras.callbacks.TensorBoard``);
+            ``fit`` is called once per epoch, with ``initial_epoch`` set, so they see every epoch.
+
+    Raises:
+        FloatingPointError: the loss became infinite or NaN (it says what to change).
     """
     from dataclasses import replace
 
     settings = replace(settings or SkipGramSettings(), **overrides)
-    for name in ("dim", "window", "negative", "epochs", "batch_size"):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    for name in ("dim", "window", "negative", "epochs", "batch_size", "min_count"):
+        check_positive_int(getattr(settings, name), name)
+    seed = check_seed(settings.seed)
     vocab, counts = build_vocabulary(sentences, settings.min_count)
     ids, owner = encode_sentences(sentences, vocab)
     keep = keep_probabilities(counts, settings.sample)
     noise = noise_distribution(counts)
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(seed)
 
-    model = SkipGram(len(vocab), settings.dim, seed=settings.seed)
-    model.build()
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=settings.learning_rate))
-    model.optimizer.build(model.trainable_variables)
-    step = _make_step(model)
-
-    corpus_words = sum(len(s) for s in sentences)
     # Total steps, for the linear decay: estimated from the expected pairs per epoch.
-    expected_pairs = _expected_pairs(ids, owner, keep, settings.window, rng=np.random.default_rng(settings.seed + 1))
-    total_steps = max(1, settings.epochs * math.ceil(expected_pairs / settings.batch_size))
-    lr0, lr1 = settings.learning_rate, settings.min_learning_rate
+    expected_pairs = _expected_pairs(ids, owner, keep, settings.window, rng=np.random.default_rng(seed + 1))
+    if expected_pairs == 0:
+        raise ValueError("the corpus gives no (centre, context) pairs: it needs sentences of two words or more")
+    total_steps = settings.epochs * math.ceil(expected_pairs / settings.batch_size)
+
+    with device.strategy().scope(), seeded(seed):
+        model = SkipGram(len(vocab), settings.dim, seed=seed)
+        model.build()
+        compile_model(model, keras.optimizers.SGD(learning_rate=learning_rate_schedule(settings, total_steps)),
+                      steps_per_execution=STEPS_PER_EXECUTION)
 
     from tqdm.auto import tqdm
 
+    corpus_words = sum(len(s) for s in sentences)
     bar = tqdm(total=corpus_words * settings.epochs, unit="word", unit_scale=True, disable=not progress, desc="skip-gram")
-    losses, done = [], 0
+    callbacks = [*callbacks, _EpochEnd(bar, corpus_words, settings)]
+    losses = []
     start = time.perf_counter()
-    for _ in range(settings.epochs):
-        sub_ids, sub_owner = subsample(ids, owner, keep, rng)
-        centres, contexts = context_pairs(sub_ids, sub_owner, settings.window, rng)
-        order = rng.permutation(len(centres))
-        centres, contexts = centres[order], contexts[order]
-        negatives = draw_negatives(noise, (len(centres), settings.negative), rng)
-        n_batches = max(1, math.ceil(len(centres) / settings.batch_size))
-        epoch_loss = 0.0
-        for b in range(n_batches):
-            sl = slice(b * settings.batch_size, (b + 1) * settings.batch_size)
-            lr = max(lr1, lr0 - (lr0 - lr1) * min(done / total_steps, 1.0))
-            loss = step(centres[sl], contexts[sl], negatives[sl], np.float32(lr))
-            epoch_loss += float(loss) * len(centres[sl])
-            done += 1
-            if b % 50 == 0 or b == n_batches - 1:
-                bar.n = round(bar.total * ((len(losses) + (b + 1) / n_batches) / settings.epochs))
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.4f}", refresh=False)
-                bar.refresh()
-        losses.append(epoch_loss / max(len(centres), 1))
-        if not math.isfinite(losses[-1]):
-            bar.close()
-            raise FloatingPointError(
-                f"training diverged in epoch {len(losses)} (the loss is {losses[-1]}); lower learning_rate "
-                f"(now {lr0}) or batch_size (now {settings.batch_size}) — with a small vocabulary each batch "
-                "sums many updates of the same word — or subsample frequent words more (sample=1e-3)"
-            )
+    try:
+        for epoch in range(settings.epochs):
+            centres, contexts, negatives = epoch_pairs(ids, owner, keep, noise, settings, rng)
+            if len(centres) == 0:  # a tiny corpus can lose every pair to subsampling
+                losses.append(float("nan"))
+                bar.update(corpus_words)
+                continue
+            data = pair_dataset(centres, contexts, negatives, settings.batch_size)
+            # One fit per epoch: each epoch has its own length (see pair_dataset).
+            history = model.fit(data, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+                                callbacks=callbacks)
+            losses.extend(history.history["loss"])
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
-    bar.close()
 
     words = vocab.words[len(Vocabulary().words) :]
-    matrix = keras.ops.convert_to_numpy(model.target)[len(vocab.words) - len(words) :]
+    matrix = ops.convert_to_numpy(model.target)[len(vocab.words) - len(words) :]
     return TrainedVectors(
         words,
         matrix,
@@ -408,6 +496,7 @@ def train_skipgram(
         losses=losses,
         seconds=seconds,
         corpus_words=corpus_words,
+        steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
     )
 
 
@@ -424,33 +513,86 @@ CORPUS_DEFAULTS = {
     "lee": SkipGramSettings(dim=100, window=5, min_count=5, sample=1e-3, epochs=50),
 }
 
+#: Epochs in the quick profile (when ``epochs`` is not given): Lee trains 5 epochs instead of 50.
+QUICK_EPOCHS = {"shapes": 5, "lee": 5}
 
-def train_command(corpus: str, out: str | Path, *, epochs: int | None = None, dim: int | None = None, seed: int | None = None) -> dict:
+VECTORS_FILE = "vectors.txt"
+
+
+def save(vectors: WordVectors, out: str | Path) -> Path:
+    """Write ``out/vectors.txt`` in word2vec text format (gensim's
+    ``KeyedVectors.load_word2vec_format`` reads it); return its path."""
+    return vectors.save_word2vec_format(Path(out) / VECTORS_FILE)
+
+
+def load(folder: str | Path | None = None) -> WordVectors:
+    """The word vectors a :func:`train_command` run wrote into ``folder``.
+
+    No word vectors ship with the course (training them on Lee takes seconds), so ``folder``
+    is needed; ``None`` says how to make them.
+    """
+    if folder is None:
+        raise ValueError("no word vectors ship with the course: train them with "
+                         "`mmcourse train embeddings --corpus lee --out DIR`, then load(DIR)")
+    path = Path(folder) / VECTORS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; train word vectors with `mmcourse train embeddings --corpus lee --out {folder}`")
+    return WordVectors.load_word2vec_format(path)
+
+
+def train_command(
+    out: str | Path,
+    *,
+    corpus: str,
+    profile: str | None = None,
+    seed: int = 0,
+    precision: str = "auto",
+    cpu_replicas: int | None = None,
+    progress: bool = True,
+    epochs: int | None = None,
+    dim: int | None = None,
+) -> dict:
     """What ``mmcourse train embeddings`` does: train, write ``vectors.txt`` and ``metrics.json``.
 
-    ``vectors.txt`` is in word2vec text format (``gensim.models.KeyedVectors.load_word2vec_format``
-    reads it). ``metrics.json`` holds the settings, ``seconds`` and ``words_per_second``, and
-    for ``lee`` the WordSim-353 and SimLex-999 Spearman correlations and the analogy accuracy
-    (see :mod:`mmcourse.wordsim`). Returns the metrics.
+    The settings are ``CORPUS_DEFAULTS[corpus]`` with ``seed``, ``epochs`` and ``dim``
+    replacing theirs. The ``quick`` profile only shortens training: without ``epochs``, Lee
+    trains 5 epochs instead of 50 (:data:`QUICK_EPOCHS`); the ``full`` profile uses the
+    defaults. ``vectors.txt`` is in word2vec text format (:func:`save`, :func:`load`).
+    ``metrics.json`` (written by :func:`mmcourse.artifacts.write_metrics`) holds the shared
+    keys (``train_seconds``: the wall time of ``fit``), then ``corpus``, ``words``,
+    ``settings``, ``words_per_second``, ``loss_per_epoch`` and, for ``lee``, the WordSim-353
+    and SimLex-999 Spearman correlations and the analogy accuracy (see
+    :mod:`mmcourse.wordsim`). Arguments are checked and ``out`` is created before any
+    training. Returns the metrics.
     """
-    if corpus not in CORPUS_DEFAULTS:
-        raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(CORPUS_DEFAULTS)}")
     from dataclasses import replace
 
-    settings = CORPUS_DEFAULTS[corpus]
-    changes = {k: v for k, v in {"epochs": epochs, "dim": dim, "seed": seed}.items() if v is not None}
-    settings = replace(settings, **changes)
-    sentences = load_corpus(corpus, seed=settings.seed) if corpus == "shapes" else load_corpus(corpus)
-    vectors = train_skipgram(sentences, settings, progress=True)
+    from mmcourse import config
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    vectors.save_word2vec_format(out / "vectors.txt")
+    if corpus not in CORPUS_DEFAULTS:
+        raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(CORPUS_DEFAULTS)}")
+    profile = config.profile_name(profile)
+    seed = check_seed(seed)
+    device.resolve_precision(precision)
+    if cpu_replicas is not None:
+        check_positive_int(cpu_replicas, "cpu_replicas")
+    if epochs is None:
+        epochs = QUICK_EPOCHS[corpus] if profile == "quick" else CORPUS_DEFAULTS[corpus].epochs
+    epochs = check_positive_int(epochs, "epochs")
+    changes = {"epochs": epochs, "seed": seed}
+    if dim is not None:
+        changes["dim"] = check_positive_int(dim, "dim")
+    settings = replace(CORPUS_DEFAULTS[corpus], **changes)
+    out = artifacts.prepare_out(out)
+
+    sentences = load_corpus(corpus, seed=seed) if corpus == "shapes" else load_corpus(corpus)
+    with device.use(precision, cpu_replicas) as run:
+        vectors = train_skipgram(sentences, settings, progress=progress)
+    save(vectors, out)
     metrics: dict = {
         "corpus": corpus,
         "words": len(vectors),
         "settings": asdict(settings),
-        "seconds": vectors.seconds,
         "words_per_second": vectors.words_per_second,
         "loss_per_epoch": vectors.losses,
     }
@@ -458,5 +600,4 @@ def train_command(corpus: str, out: str | Path, *, epochs: int | None = None, di
         from mmcourse.wordsim import evaluate_all
 
         metrics.update(evaluate_all(vectors))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return artifacts.write_metrics(out, metrics, run=run, profile=profile, seed=seed, test_seed=None, train_seconds=vectors.seconds)
