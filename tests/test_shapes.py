@@ -41,7 +41,9 @@ def test_same_seed_same_bytes_and_other_seed_other_bytes():
 
 def test_threaded_rendering_matches_single_threaded():
     d = S.generate(5000, seed=5)  # large enough to be rendered in chunks on threads
-    images, labels = S._render_arrays(d._arrays, threads=1)
+    from mmcourse.data.shapes.rendering import _render_arrays
+
+    images, labels = _render_arrays(d._arrays, threads=1)
     assert np.array_equal(images, d.images) and np.array_equal(labels, d.labels)
 
 

@@ -32,7 +32,7 @@ from mmcourse.data.shapes.grammar import (
     vocabulary_words,
 )
 from mmcourse.data.shapes.qa import QA, questions
-from mmcourse.data.shapes.rendering import _render_arrays, render  # _render_arrays: for tests/test_shapes.py
+from mmcourse.data.shapes.rendering import render
 from mmcourse.data.shapes.world import (
     BACKGROUND,
     BACKGROUND_JITTER,
