@@ -27,7 +27,6 @@ part of the image to read.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse import artifacts, device, training
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary, pad_sequences
@@ -70,8 +70,8 @@ __all__ = [
     "evaluate",
     "majority_baseline",
     "answer",
-    "save_vqa",
-    "load_vqa",
+    "save",
+    "load",
     "train_command",
 ]
 
@@ -184,7 +184,8 @@ def add_coordinates(grid):
     n, rows, cols, channels = ops.shape(grid)[0], grid.shape[1], grid.shape[2], grid.shape[3]
     centres = (np.arange(rows, dtype=np.float32) + 0.5) / rows * 2 - 1
     ys, xs = np.meshgrid(centres, (np.arange(cols, dtype=np.float32) + 0.5) / cols * 2 - 1, indexing="ij")
-    coords = ops.convert_to_tensor(np.stack([xs.ravel(), ys.ravel()], -1))  # (64, 2)
+    grid = ops.convert_to_tensor(grid)
+    coords = ops.cast(ops.convert_to_tensor(np.stack([xs.ravel(), ys.ravel()], -1)), grid.dtype)  # (64, 2), in the grid's dtype
     cells = ops.reshape(grid, (n, rows * cols, channels))
     return ops.concatenate([cells, ops.broadcast_to(coords[None], (n, rows * cols, 2))], axis=-1)
 
@@ -206,9 +207,7 @@ class FiLM(keras.layers.Layer):
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-            raise ValueError(f"channels must be a positive whole number (the feature map's channels), got {channels!r}")
-        self.channels = int(channels)
+        self.channels = training.check_positive_int(channels, "channels")
 
     def build(self, features_shape, condition_shape=None):
         if features_shape[-1] != self.channels:
@@ -238,8 +237,10 @@ class VQAModel(keras.Model):
     """Image grid + question → answer logits, with one of :data:`MODELS` as its fusion.
 
     ``call({"grid": (n, 8, 8, C), "question": (n, QUESTION_LENGTH)})`` gives logits ``(n,
-    len(ANSWERS))``; :meth:`attention_weights` gives the attention fusion's weights ``(n,
-    heads, 64)`` over the grid cells.
+    len(ANSWERS))``, float32 under any dtype policy (the answer layers are float32, so the
+    loss is too under mixed precision); :meth:`attention_weights` gives the attention
+    fusion's weights ``(n, heads, 64)`` over the grid cells. FiLM's batch normalisation is
+    synchronized across replicas.
 
     Args:
         fusion: ``early``, ``late``, ``product``, ``film``, ``attention``, or a baseline:
@@ -256,8 +257,7 @@ class VQAModel(keras.Model):
             raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
         vocab_size = len(question_vocabulary()) if vocab_size is None else vocab_size
         for name, value in (("vocab_size", vocab_size), ("units", units), ("embed_dim", embed_dim), ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+            training.check_positive_int(value, name)
         if units % heads:
             raise ValueError(f"units ({units}) must be a multiple of heads ({heads})")
         if not 0 <= dropout < 1:
@@ -265,32 +265,41 @@ class VQAModel(keras.Model):
         self.fusion, self.vocab_size, self.units, self.embed_dim, self.heads, self.dropout_rate = (
             fusion, int(vocab_size), int(units), int(embed_dim), int(heads), float(dropout))
         n_answers = len(ANSWERS)
-        dense = keras.layers.Dense
+        # Every layer computes in the model's dtype policy (so a model trained under mixed precision
+        # loads as it trained) except the answer logits, float32 so the loss is float32 too.
+        policy = self.dtype_policy
+        layers = keras.layers
+
+        def dense(units, **kw):
+            return layers.Dense(units, **{"dtype": policy, **kw})
+
         if fusion != "image":
-            self.embedding = keras.layers.Embedding(self.vocab_size, embed_dim, mask_zero=True, name="word_embedding")
-            self.reader = keras.layers.GRU(units, name="question_gru")
+            self.embedding = layers.Embedding(self.vocab_size, embed_dim, mask_zero=True, dtype=policy, name="word_embedding")
+            self.reader = layers.GRU(units, dtype=policy, name="question_gru")
         if fusion in ("image", "early", "late", "product"):
-            self.flatten = keras.layers.Flatten(name="flatten_grid")
+            self.flatten = layers.Flatten(dtype=policy, name="flatten_grid")
             self.image_vector = dense(units, activation="relu", name="image_vector")  # v = ReLU(W vec(G))
         if fusion == "late":
-            self.image_head = [dense(units, activation="relu", name="image_hidden"), dense(n_answers, name="image_logits")]
-            self.question_head = [dense(units, activation="relu", name="question_hidden"), dense(n_answers, name="question_logits")]
+            self.image_head = [dense(units, activation="relu", name="image_hidden"), dense(n_answers, dtype="float32", name="image_logits")]
+            self.question_head = [dense(units, activation="relu", name="question_hidden"),
+                                  dense(n_answers, dtype="float32", name="question_logits")]
         if fusion == "product":
             self.W_v = dense(units, activation="tanh", name="W_v")
             self.W_q = dense(units, activation="tanh", name="W_q")
         if fusion == "film":
-            self.stem = keras.layers.Conv2D(units, 1, activation="relu", name="stem")
-            self.convs = [keras.layers.Conv2D(units, 1, name=f"film_conv{k}") for k in (1, 2)]  # per cell; positions come in as coordinates
-            self.norms = [keras.layers.BatchNormalization(center=False, scale=False, name=f"film_norm{k}") for k in (1, 2)]
-            self.films = [FiLM(units, name=f"film{k}") for k in (1, 2)]
-            self.pool = keras.layers.GlobalMaxPooling2D(name="max_pool")
+            self.stem = layers.Conv2D(units, 1, activation="relu", dtype=policy, name="stem")
+            self.convs = [layers.Conv2D(units, 1, dtype=policy, name=f"film_conv{k}") for k in (1, 2)]  # per cell; positions come in as coordinates
+            self.norms = [layers.BatchNormalization(center=False, scale=False, synchronized=True, dtype=policy, name=f"film_norm{k}")
+                          for k in (1, 2)]
+            self.films = [FiLM(units, dtype=policy, name=f"film{k}") for k in (1, 2)]
+            self.pool = layers.GlobalMaxPooling2D(dtype=policy, name="max_pool")
         if fusion == "attention":
             self.cell_projection = dense(units, activation="relu", name="cells")
-            self.attend = MultiHeadAttention(heads, units // heads, name="question_attends_grid")
+            self.attend = MultiHeadAttention(heads, units // heads, dtype=policy, name="question_attends_grid")
         if fusion != "late":
             self.hidden = dense(units, activation="relu", name="fused")
-            self.drop = keras.layers.Dropout(dropout)
-            self.classifier = dense(n_answers, name="answer_logits")
+            self.drop = layers.Dropout(dropout, dtype=policy)
+            self.classifier = dense(n_answers, dtype="float32", name="answer_logits")
 
     def _image_vector(self, grid):
         cells = add_coordinates(grid)
@@ -332,7 +341,8 @@ class VQAModel(keras.Model):
             weights = weights[:, :, 0]
             where = ops.matmul(weights, cells[:, :, -2:])  # (n, heads, 2): the attended position p = Σ_j α_j (x_j, y_j)
             h = ops.concatenate([context[:, 0], ops.reshape(where, (-1, 2 * self.heads)), q], axis=-1)
-        return self.classifier(self.drop(self.hidden(h), training=training)), weights
+        logits = self.classifier(self.drop(self.hidden(h), training=training))
+        return logits, None if weights is None else ops.cast(weights, "float32")
 
     def call(self, inputs, training=False):
         return self.forward(inputs, training=training)[0]
@@ -356,18 +366,21 @@ def grid_features(encoder: keras.Model, images, *, batch_size: int = 256) -> np.
     return vision.encode(encoder, images, batch_size=batch_size, output="grid")
 
 
-def _dataset(grids: np.ndarray, data: VQAData, *, batch_size: int, shuffle: bool, seed: int):
+def _dataset(grids: np.ndarray, data: VQAData, *, batch_size: int, epochs: int = 1, seed: int | None = None):
+    """``({"grid", "question"}, answer)`` batches: in order (``seed=None``), or for ``epochs`` passes
+    each in its own order drawn from ``seed`` (:func:`mmcourse.models.vision.index_batches`)."""
     table = tf.constant(grids)
     index = tf.constant(data.image_index)
     tokens, answers = tf.constant(data.tokens), tf.constant(data.answers)
-    ds = tf.data.Dataset.range(len(data))
-    if shuffle:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    if seed is None:
+        ds = tf.data.Dataset.range(len(data)).batch(batch_size)
+    else:
+        ds = vision.index_batches(len(data), batch_size=batch_size, epochs=epochs, seed=seed)
 
     def gather(m):
         return {"grid": tf.gather(table, tf.gather(index, m)), "question": tf.gather(tokens, m)}, tf.gather(answers, m)
 
-    return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _check_grids(grids, data: VQAData) -> np.ndarray:
@@ -385,22 +398,33 @@ def train_vqa(grids, data: VQAData, *, fusion: str = "attention", epochs: int = 
     """Build a :class:`VQAModel` and train it on ``data`` (questions about the images whose grids
     are ``grids``) with cross-entropy and Adam, the step size falling along a half cosine.
 
+    ``seed`` decides the initial weights, the dropout masks and the order of the batches (the
+    caller's random state is left alone). The model is built and compiled under
+    :func:`mmcourse.device.strategy`: inside ``device.use(...)`` it trains with that block's
+    precision and replicas; ``batch_size`` is the global batch. ``model_args`` go to
+    :class:`VQAModel` (``units``, ``embed_dim``, ``heads``, ``dropout``).
+
     Returns ``(model, history, seconds)``.
     """
     grids = _check_grids(grids, data)
-    keras.utils.set_random_seed(seed)
-    model = VQAModel(fusion, **model_args)
-    steps = -(-len(data) // batch_size) * epochs
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    epochs = training.check_positive_int(epochs, "epochs")
+    batch_size = training.check_positive_int(batch_size, "batch_size")
+    with device.strategy().scope(), training.seeded(seed):
+        model = VQAModel(fusion, **model_args)
+        # Built here, not at the first step of fit: layers that make their weights in build() (FiLM,
+        # attention) draw their initial values inside this seeded block.
+        model({"grid": grids[:1], "question": data.tokens[:1]})
+        steps = -(-len(data) // batch_size) * epochs
+        training.compile(model, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     callbacks = []
     if progress:
         from tqdm.keras import TqdmCallback
 
         callbacks = [TqdmCallback(verbose=0, desc=f"train {fusion}")]
     start = time.perf_counter()
-    history = model.fit(_dataset(grids, data, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=0,
-                        shuffle=False, callbacks=callbacks)  # the dataset reshuffles itself every epoch
+    history = model.fit(_dataset(grids, data, batch_size=batch_size, epochs=epochs, seed=seed), epochs=epochs,
+                        steps_per_epoch=-(-len(data) // batch_size), verbose=0, shuffle=False, callbacks=callbacks)
     return model, history.history, time.perf_counter() - start
 
 
@@ -410,7 +434,7 @@ def predict(model: VQAModel, grids, data: VQAData, *, batch_size: int = 512) -> 
     # Called eagerly, batch by batch: keras's predict() would trace a new graph for every model,
     # and TensorFlow warns about "retracing" when a notebook evaluates several models in a row.
     parts = [ops.convert_to_numpy(ops.softmax(model(x, training=False), axis=-1))
-             for x, _ in _dataset(grids, data, batch_size=batch_size, shuffle=False, seed=0)]
+             for x, _ in _dataset(grids, data, batch_size=batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, len(ANSWERS)), np.float32)
 
 
@@ -454,57 +478,74 @@ def answer(encoder: keras.Model, model: VQAModel, image, question: str, vocabula
 # --------------------------------------------------------------------------- files and the command line
 
 TRAIN_SIZES = {"quick": (1_500, 2, 2_000, 2), "full": (8_000, 6, 6_000, 6)}  # (VQA images, epochs, encoder images, encoder epochs)
-ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE, METRICS_FILE = "image_encoder.keras", "vqa.keras", "vocabulary.json", "metrics.json"
+ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE = "image_encoder.keras", "vqa.keras", "vocabulary.json"
+METRICS_FILE = artifacts.METRICS_FILE
 
 
-def save_vqa(encoder: keras.Model, model: VQAModel, out, vocabulary: Vocabulary | None = None) -> Path:
-    """Write ``image_encoder.keras``, ``vqa.keras`` and ``vocabulary.json`` into the folder ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    encoder.save(out / ENCODER_FILE)
-    model.save(out / MODEL_FILE)
+def save(encoder: keras.Model, model: VQAModel, out, vocabulary: Vocabulary | None = None) -> Path:
+    """Write ``image_encoder.keras``, ``vqa.keras`` (without optimizer state), ``vocabulary.json``
+    and their SHA-256 sums (``SHA256``, checked by :func:`load`) into the folder ``out``."""
+    out = artifacts.prepare_out(out)
+    artifacts.save_model(encoder, out / ENCODER_FILE)
+    artifacts.save_model(model, out / MODEL_FILE)
     (vocabulary or question_vocabulary()).save(out / VOCABULARY_FILE)
+    artifacts.write_checksums(out, [ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE])
     return out
 
 
-def load_vqa(folder) -> tuple[keras.Model, VQAModel, Vocabulary]:
-    """``(encoder, model, vocabulary)`` saved by :func:`save_vqa` (or ``mmcourse train vqa``)."""
+def load(folder=None) -> tuple[keras.Model, VQAModel, Vocabulary]:
+    """``(encoder, model, vocabulary)`` saved by :func:`save` (or ``mmcourse train vqa --out DIR``),
+    the files checked against their SHA-256 sums first.
+
+    No VQA model ships with the course: ``folder`` is the one a training run wrote."""
+    if folder is None:
+        raise FileNotFoundError("no VQA model ships with the course: train one with `mmcourse train vqa --out DIR` "
+                                "(a few minutes in the quick profile) and pass DIR")
     folder = Path(folder)
     for name in (ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder that `mmcourse train vqa --out DIR` wrote")
-    encoder = keras.saving.load_model(folder / ENCODER_FILE, safe_mode=True)
-    model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True)
+    encoder = artifacts.load_model(folder / ENCODER_FILE)
+    model = artifacts.load_model(folder / MODEL_FILE)
     return encoder, model, Vocabulary.load(folder / VOCABULARY_FILE)
 
 
-def train_command(out, *, fusion: str = "attention", profile: str | None = None, seed: int | None = None, progress: bool = True) -> dict:
+def train_command(out, *, profile: str | None = None, seed: int = 0, precision: str = "auto", cpu_replicas: int | None = None,
+                  progress: bool = True, fusion: str = "attention") -> dict:
     """What ``mmcourse train vqa`` does: pre-train the image encoder, train one fusion model on
     Shapes questions, measure it on a freshly generated test split, and write the encoder, the
-    model, the question vocabulary and ``metrics.json`` (``accuracy``, one accuracy per question
-    type, the majority baseline's, ``train_seconds``) into ``out``."""
+    model, the question vocabulary and ``metrics.json`` into ``out``.
+
+    ``metrics.json`` holds the shared keys (``train_seconds`` is the encoder's pre-training
+    plus the VQA model's training; ``test_seed`` the seed of the test images) and
+    ``accuracy``, one accuracy per question type, the majority baseline's, ``final_loss``.
+    The arguments are checked and ``out`` prepared before anything trains.
+    """
     from mmcourse import config
 
     if fusion not in MODELS:
         raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
     chosen = config.profile(profile)
-    seed = 0 if seed is None else int(seed)
-    config.seed_everything(seed)
+    seed = training.check_seed(seed)
+    device.resolve_precision(precision)
+    if cpu_replicas is not None:
+        training.check_positive_int(cpu_replicas, "cpu_replicas")
+    out = artifacts.prepare_out(out)
     n_images, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
-    start = time.perf_counter()
-    encoder, _, encoder_seconds = pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)
-    train = shapes.generate(n_images, seed=(seed, 1))
-    test = shapes.generate(chosen.n_test, seed=(seed, 2))
-    train_pairs, test_pairs = vqa_pairs(train), vqa_pairs(test)
-    train_grids, test_grids = grid_features(encoder, train.images), grid_features(encoder, test.images)
-    model, history, fusion_seconds = train_vqa(train_grids, train_pairs, fusion=fusion, epochs=epochs, seed=seed, progress=progress)
-    seconds = time.perf_counter() - start
-    scores = evaluate(model, test_grids, test_pairs)
-    _, majority = majority_baseline(train_pairs, test_pairs)
-    metrics = {"profile": chosen.name, "seed": seed, "fusion": fusion, "train_images": n_images, "train_questions": len(train_pairs),
-               "epochs": epochs, "test_images": len(test), "test_questions": len(test_pairs), "test_seed": [seed, 2],
+    with device.use(precision, cpu_replicas) as run:
+        encoder, encoder_history, encoder_seconds = pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)
+        train = shapes.generate(n_images, seed=(seed, 1))
+        test_seed = [seed, 2]
+        test = shapes.generate(chosen.n_test, seed=tuple(test_seed))
+        train_pairs, test_pairs = vqa_pairs(train), vqa_pairs(test)
+        train_grids, test_grids = grid_features(encoder, train.images), grid_features(encoder, test.images)
+        model, history, fusion_seconds = train_vqa(train_grids, train_pairs, fusion=fusion, epochs=epochs, seed=seed, progress=progress)
+        scores = evaluate(model, test_grids, test_pairs)
+        _, majority = majority_baseline(train_pairs, test_pairs)
+        save(encoder, model, out)
+    metrics = {"fusion": fusion, "train_images": n_images, "train_questions": len(train_pairs), "epochs": epochs,
+               "encoder_images": n_encoder, "encoder_epochs": encoder_epochs, "test_images": len(test), "test_questions": len(test_pairs),
                **scores, "majority_baseline": majority, "encoder_seconds": encoder_seconds, "fusion_seconds": fusion_seconds,
-               "train_seconds": seconds, "final_loss": float(history["loss"][-1])}
-    save_vqa(encoder, model, out)
-    (Path(out) / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    return metrics
+               "encoder_final_loss": float(encoder_history["loss"][-1]), "final_loss": float(history["loss"][-1])}
+    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=test_seed,
+                                   train_seconds=encoder_seconds + fusion_seconds)

@@ -33,6 +33,7 @@ tf = tensorflow()
 
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
+from mmcourse import device, training  # noqa: E402
 from mmcourse.data import shapes  # noqa: E402
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "build_attribute_classifier",
     "attribute_targets",
     "train_attribute_classifier",
+    "index_batches",
+    "shuffled_batches",
     "predict_attributes",
     "encode",
     "nearest_images",
@@ -94,6 +97,9 @@ def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> k
     each grid cell; the pooled vector is the grid's mean over its 64 cells. Layers are named
     ``conv1``, ``norm1``, ``relu1``, ``pool1``, …, ``grid``, ``pooled`` so their outputs can
     be inspected (e.g. ``keras.Model(encoder.input, encoder.get_layer("relu1").output)``).
+    Batch normalisation is synchronized across replicas (the statistics of the global batch),
+    so a model trains the same on one device and on several. The layers take Keras's dtype
+    policy: under mixed precision the outputs are float16 (:func:`encode` gives float32).
 
     Args:
         channels: length of each feature vector; a positive multiple of 4.
@@ -111,7 +117,8 @@ def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> k
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         # A short memory (0.7, not Keras's 0.99) so that the running statistics used at test
         # time catch up with the weights even after a few dozen steps (the quick profile).
-        x = keras.layers.BatchNormalization(momentum=0.7, name=f"norm{i}")(x)
+        # Synchronized: on several replicas the batch statistics are those of the global batch.
+        x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, name=f"norm{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     grid = keras.layers.Conv2D(channels, 1, activation="relu", name="grid")(x)
@@ -119,13 +126,16 @@ def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> k
     return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=name)
 
 
-def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learning_rate: float = 2e-3) -> keras.Model:
+def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learning_rate: float = 2e-3, seed: int = 0) -> keras.Model:
     """The encoder with three softmax heads for a single object's shape, colour and size.
 
     ``pooled`` → Dense(``hidden``, ReLU) → three Dense softmax layers named ``shape``
-    (3 classes), ``colour`` (6) and ``size`` (2). The model is compiled with Adam, sparse
-    categorical cross-entropy on each head (summed) and each head's accuracy. Training it
-    trains the encoder too (they share weights).
+    (3 classes), ``colour`` (6) and ``size`` (2), in float32 whatever the dtype policy (so the
+    losses are computed in float32 under mixed precision). The model is compiled with Adam,
+    sparse categorical cross-entropy on each head (summed) and each head's accuracy. Training
+    it trains the encoder too (they share weights). The heads' initial weights come from
+    ``seed``; the model is built in :func:`mmcourse.device.strategy`'s scope, where the encoder
+    must have been built too (it is, when both are built in the same ``device.use`` block).
     """
     try:
         outputs = encoder.output
@@ -133,17 +143,19 @@ def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learni
         outputs = None
     if not isinstance(encoder, keras.Model) or not isinstance(outputs, dict) or "pooled" not in outputs:
         raise ValueError("build_attribute_classifier takes an encoder made by build_image_encoder(), with a 'pooled' output")
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise ValueError(f"hidden must be a positive whole number of units, got {hidden!r}")
-    inputs = keras.Input(IMAGE_SHAPE, name="image")
-    h = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(encoder(inputs)["pooled"])
-    outputs = {attr: keras.layers.Dense(len(classes), activation="softmax", name=attr)(h) for attr, classes in ATTRIBUTES.items()}
-    model = keras.Model(inputs, outputs, name="attribute_classifier")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss={attr: "sparse_categorical_crossentropy" for attr in ATTRIBUTES},
-        metrics={attr: ["accuracy"] for attr in ATTRIBUTES},
-    )
+    hidden = training.check_positive_int(hidden, "hidden")
+    with device.strategy().scope(), training.seeded(seed):
+        inputs = keras.Input(IMAGE_SHAPE, name="image")
+        h = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(encoder(inputs)["pooled"])
+        outputs = {attr: keras.layers.Dense(len(classes), activation="softmax", dtype="float32", name=attr)(h)
+                   for attr, classes in ATTRIBUTES.items()}
+        model = keras.Model(inputs, outputs, name="attribute_classifier")
+        training.compile(
+            model,
+            keras.optimizers.Adam(learning_rate),
+            loss={attr: "sparse_categorical_crossentropy" for attr in ATTRIBUTES},
+            metrics={attr: ["accuracy"] for attr in ATTRIBUTES},
+        )
     return model
 
 
@@ -172,6 +184,7 @@ def train_attribute_classifier(
     batch_size: int = 64,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     cosine_decay: bool = True,
+    seed: int = 0,
     verbose: int = 0,
 ) -> keras.callbacks.History:
     """Fit the attribute classifier on single-object Shapes images; return the Keras ``History``.
@@ -182,20 +195,49 @@ def train_attribute_classifier(
     statistics) settle. ``history.history`` holds ``loss``, ``shape_accuracy``,
     ``colour_accuracy``, ``size_accuracy`` (and ``val_…`` when ``val`` is given) and
     ``learning_rate``, one value per epoch. Afterwards the learning rate is ``η₀`` again.
+    The images are reshuffled every epoch in an order drawn from ``seed``; ``batch_size`` is
+    the global batch (split between replicas when the model was built under several).
     """
-    x = preprocess(train.images)
-    y = attribute_targets(train)
+    batch_size = training.check_positive_int(batch_size, "batch_size")
+    epochs = training.check_positive_int(epochs, "epochs")
+    batches, steps = shuffled_batches(preprocess(train.images), attribute_targets(train), batch_size=batch_size, epochs=epochs, seed=seed)
     validation = None if val is None else (preprocess(val.images), attribute_targets(val))
     callbacks = list(callbacks)
     if cosine_decay:
         eta_0 = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         callbacks.insert(0, keras.callbacks.LearningRateScheduler(lambda e: eta_0 * 0.5 * (1 + np.cos(np.pi * e / epochs))))
-    history = model.fit(
-        x, y, validation_data=validation, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=verbose
-    )
+    history = model.fit(batches, validation_data=validation, validation_batch_size=batch_size, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+                        callbacks=callbacks, verbose=verbose)
     if cosine_decay:
         model.optimizer.learning_rate = eta_0  # as compiled, so that training again starts from η₀
     return history
+
+
+def index_batches(n: int, *, batch_size: int, epochs: int, seed: int):
+    """Batches of row indices ``0 … n-1`` for ``epochs`` passes, each pass in its own order drawn
+    from ``seed``: a ``tf.data`` pipeline of ``epochs · ⌈n / batch_size⌉`` batches, to be read by
+    one ``fit(..., epochs=epochs, steps_per_epoch=⌈n / batch_size⌉)``.
+
+    The orders are drawn up front, so they do not depend on how often the pipeline is iterated
+    (TensorFlow's ``shuffle(reshuffle_each_iteration=True)`` does: a ``MirroredStrategy``
+    iterates it a different number of times than one device does, and trains on other
+    batches). The global batch is split between replicas after it is drawn, so one device
+    and several see the same batches.
+    """
+    rng = np.random.default_rng(seed)
+    orders = np.stack([rng.permutation(n) for _ in range(epochs)]) if n else np.zeros((epochs, 0), np.int64)
+    return tf.data.Dataset.from_tensor_slices(orders).flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+
+
+def shuffled_batches(x: np.ndarray, y, *, batch_size: int, epochs: int, seed: int):
+    """``(x, y)`` in batches for ``epochs`` passes, reshuffled every pass (see :func:`index_batches`).
+    ``y`` is an array or a dict of arrays, one row per row of ``x``. Returns ``(dataset,
+    steps_per_epoch)``."""
+    x = tf.constant(x)
+    y = tf.nest.map_structure(tf.constant, y)
+    gather = lambda rows: (tf.gather(x, rows), tf.nest.map_structure(lambda t: tf.gather(t, rows), y))  # noqa: E731
+    batches = index_batches(len(x), batch_size=batch_size, epochs=epochs, seed=seed)
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), -(-len(x) // batch_size)
 
 
 def predict_attributes(model: keras.Model, images, *, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -216,7 +258,8 @@ def encode(encoder: keras.Model, images, *, batch_size: int = 256, output: str =
     if output not in ("pooled", "grid"):
         raise ValueError(f"output must be 'pooled' or 'grid', got {output!r}")
     x = preprocess(images)
-    parts = [keras.ops.convert_to_numpy(encoder(x[i : i + batch_size], training=False)[output]) for i in range(0, len(x), batch_size)]
+    parts = [np.asarray(keras.ops.convert_to_numpy(encoder(x[i : i + batch_size], training=False)[output]), np.float32)
+             for i in range(0, len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0,) + tuple(encoder.output[output].shape[1:]), np.float32)
 
 
@@ -271,27 +314,37 @@ def pretrain_image_encoder(n_images: int = 4_000, epochs: int = 4, *, channels: 
 
     Dense, per-cell labels make each grid vector describe its own patch of the image, which is
     what a model that picks out *parts* of the image (by a question, or word by word) needs. Returns
-    ``(encoder, history, seconds)``; ``history`` holds per-epoch losses and cell accuracies.
-    ``holdout``: ``(colour, shape)`` pairs it never sees (for tests of compositional generalisation).
+    ``(encoder, history, seconds)``; ``history`` holds per-epoch losses and cell accuracies,
+    ``seconds`` the time spent fitting. ``holdout``: ``(colour, shape)`` pairs it never sees
+    (for tests of compositional generalisation).
+
+    ``seed`` decides the images, the initial weights and the order of the batches (the
+    caller's random state is left alone). The labeller (encoder and one float32 1×1
+    convolution per attribute, so the losses are float32 under mixed precision) is built and
+    compiled under :func:`mmcourse.device.strategy`: inside ``device.use(...)`` it trains with
+    that block's precision and replicas; ``batch_size`` is the global batch.
     """
+    n_images = training.check_positive_int(n_images, "n_images")
+    epochs = training.check_positive_int(epochs, "epochs")
+    batch_size = training.check_positive_int(batch_size, "batch_size")
+    seed = training.check_seed(seed)
     callbacks = []
     if progress:
         from tqdm.keras import TqdmCallback
 
         callbacks = [TqdmCallback(verbose=0, desc="pre-train image encoder")]
-    keras.utils.set_random_seed(seed)
     data = shapes.generate(n_images, seed=(seed, 101), holdout=holdout)
-    encoder = build_image_encoder(channels)
-    image = keras.Input(IMAGE_SHAPE, name="image")
-    grid = encoder(image)["grid"]
-    heads = {attr: keras.layers.Conv2D(len(classes) + 1, 1, name=attr)(grid) for attr, classes in ATTRIBUTES.items()}
-    labeller = keras.Model(image, heads, name="cell_labeller")
-    steps = -(-n_images // batch_size) * epochs
-    labeller.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                     loss={attr: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for attr in heads},
-                     metrics={attr: ["accuracy"] for attr in heads})
+    batches, steps = shuffled_batches(preprocess(data.images), cell_targets(data), batch_size=batch_size, epochs=epochs, seed=seed)
     start = time.perf_counter()
-    history = labeller.fit(preprocess(data.images), cell_targets(data), epochs=epochs, batch_size=batch_size,
-                           shuffle=True, verbose=0, callbacks=callbacks)
+    with device.strategy().scope(), training.seeded(seed):
+        encoder = build_image_encoder(channels)
+        image = keras.Input(IMAGE_SHAPE, name="image")
+        grid = encoder(image)["grid"]
+        heads = {attr: keras.layers.Conv2D(len(classes) + 1, 1, dtype="float32", name=attr)(grid) for attr, classes in ATTRIBUTES.items()}
+        labeller = keras.Model(image, heads, name="cell_labeller")
+        training.compile(labeller, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)),
+                         loss={attr: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for attr in heads},
+                         metrics={attr: ["accuracy"] for attr in heads})
+    history = labeller.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=callbacks)
     encoder.trainable = False
     return encoder, history.history, time.perf_counter() - start
