@@ -328,7 +328,20 @@ def test_train_command_quick_profile_shortens_lee_and_refuses_bad_arguments_befo
     assert not calls
     with pytest.raises(ValueError, match="no word vectors ship"):
         E.load()
-    assert E.QUICK_EPOCHS["lee"] < E.CORPUS_DEFAULTS["lee"].epochs
+
+    class Stop(Exception):
+        pass
+
+    def record(sentences, settings, **kwargs):
+        calls.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(E, "train_skipgram", record)
+    for profile in ("quick", "full"):
+        with pytest.raises(Stop):
+            E.train_command(tmp_path / profile, corpus="lee", profile=profile, seed=2)
+    assert [(c.epochs, c.seed, c.dim) for c in calls] == [(E.QUICK_EPOCHS["lee"], 2, 100), (50, 2, 100)]
+    assert E.QUICK_EPOCHS["lee"] < 50
 
 
 def test_cli_writes_vectors_and_metrics(tmp_path):
