@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmcourse.data import shapes
-from mmcourse.models import generative as G
+from mmcourse.models import vae as V
 from mmcourse.models import judge as J
 from mmcourse.models import vision
 from mmcourse.widgets import LatentSliders, TextToImage
@@ -12,7 +12,7 @@ from mmcourse.widgets import LatentSliders, TextToImage
 
 @pytest.fixture(scope="module")
 def vae():
-    return G.VAE(6)
+    return V.VAE(6)
 
 
 def test_latent_sliders_move_the_code_and_the_picture(vae):
@@ -31,8 +31,8 @@ def test_latent_sliders_move_the_code_and_the_picture(vae):
 
 
 def test_text_to_image_draws_judges_and_names_unknown_words():
-    vocab = G.caption_vocabulary()
-    cvae = G.VAE(4, vocab_size=len(vocab))
+    vocab = V.caption_vocabulary()
+    cvae = V.VAE(4, vocab_size=len(vocab))
     judge = J.SceneJudge(vision.build_attribute_classifier(vision.build_image_encoder(channels=8)))
     w = TextToImage(cvae, judge=judge, n=3)
     assert w.drawn.shape == (3, 64, 64, 3) and len(w.true) == 3 and len(w.pictures.children) == 3

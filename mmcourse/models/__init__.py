@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["captioning", "embeddings", "fusion", "generative", "judge", "retrieval", "sequence", "vision"]
+__all__ = ["autoencoder", "captioning", "embeddings", "fusion", "gan", "generative", "judge", "retrieval", "sequence", "vae", "vision"]
 
 
 def __getattr__(name: str):

@@ -19,7 +19,7 @@ class LatentSliders:
     """
 
     def __init__(self, vae, images, *, n_sliders: int = 6, scale: int = 4):
-        from mmcourse.models.generative import to_unit
+        from mmcourse.models.autoencoder import to_unit
 
         self.vae, self.images, self.scale = vae, to_unit(images), scale
         mean, log_variance = (np.asarray(t) for t in vae.encode(self.images))
