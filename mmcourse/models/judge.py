@@ -85,8 +85,9 @@ class SceneJudge:
         precision and replicas; the batch of 64 is global).
 
         With fewer (3,000 images × 3 epochs) some initialisations misread shapes and the judge
-        reads only about 0.6 of real scenes exactly; at 6,000 × 5, six initialisations read
-        0.89-1.00 of 300 real scenes. Always check :meth:`read_accuracy` before trusting one."""
+        reads only about 0.6 of real scenes exactly; at 6,000 × 5, seeds 0-5 read 0.970, 0.990,
+        0.997, 0.993, 1.000 and 0.990 of 300 real scenes exactly (``shapes.generate(300,
+        seed=(3, 99))``). Always check :meth:`read_accuracy` before trusting one."""
         seed = training.check_seed(seed)
         data = shapes.splits(train=n, seed=seed + 101, objects=(1,))["train"]
         with device.strategy().scope(), training.seeded(seed):
