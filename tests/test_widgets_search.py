@@ -3,21 +3,17 @@
 import numpy as np
 import pytest
 
-from mmcourse._tf import tensorflow
-
-tensorflow()
-import keras  # noqa: E402
-
-from mmcourse.data import shapes  # noqa: E402
-from mmcourse.models import retrieval as R  # noqa: E402
-from mmcourse.widgets import SearchWidget  # noqa: E402
+from mmcourse import training
+from mmcourse.data import shapes
+from mmcourse.models import retrieval as R
+from mmcourse.widgets import SearchWidget
 
 
 @pytest.fixture(scope="module")
 def setup():
     vocab = R.text_vocabulary()
-    keras.utils.set_random_seed(0)
-    model = R.DualEncoder(len(vocab), dim=8, channels=8, embed_dim=8, units=8)
+    with training.seeded(0):
+        model = R.DualEncoder(len(vocab), dim=8, channels=8, embed_dim=8, units=8)
     data = shapes.generate(12, seed=9)
     return model, vocab, data
 

@@ -24,13 +24,13 @@ return the attention weights of every generated word.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from mmcourse import config
+from mmcourse import artifacts, config, device
+from mmcourse import training as training_lib
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -50,8 +50,12 @@ __all__ = [
     "greedy_decode",
     "beam_search",
     "evaluate",
+    "caption_dataset",
     "train_captioner",
     "train_command",
+    "save",
+    "load",
+    "caption_files",
 ]
 
 FUSIONS = ("inject", "merge", "attention")
@@ -109,8 +113,12 @@ class Captioner(keras.Model):
         self.attention = AdditiveAttention(self.attention_units, name="attention") if fusion == "attention" else None
         self.second_look = AdditiveAttention(self.attention_units, name="second_look") if self.looks == 2 else None
         self.hidden = keras.layers.Dense(self.units, activation="tanh", name="pre_output")
-        self.classifier = keras.layers.Dense(self.vocab_size, name="next_word")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "word_loss", "word_accuracy")}
+        self.classifier = keras.layers.Dense(self.vocab_size, name="next_word", dtype="float32")  # logits in float32
+        # Keras tracks the loss itself; these two are reported beside it (over the global batch)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("word_loss", "word_accuracy")}
+        # every weight now, where the model is made: inside `training.seeded` (the attention layers
+        # draw their initial weights when built) and inside the strategy scope it trains under
+        self.build()
 
     def build(self, input_shape=None):
         """Create every weight now (shapes follow from the arguments), so that a saved model
@@ -131,10 +139,6 @@ class Captioner(keras.Model):
         self.hidden.build((None, joined))
         self.classifier.build((None, self.units))
         self.built = True
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # -- the pieces decoding reuses
     def encode(self, images, training=False):
@@ -191,35 +195,46 @@ class Captioner(keras.Model):
         return ops.stack(logits, axis=1), ops.stack(weights, axis=1)
 
     # -- training
-    def _loss_terms(self, images, words, targets, training):
-        logits, weights = self((images, words), training=training)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The masked word loss (plus, for attention, the regulariser) of the *global* batch, in
+        float32, for Keras's ``fit``: ``y`` are the targets, ``y_pred`` what :meth:`call` gave."""
+        logits, weights = y_pred
+        terms = self.loss_terms(y, logits, weights)
+        self.trackers["word_loss"].update_state(terms["word_loss"])
+        self.trackers["word_accuracy"].update_state(terms["word_accuracy"])
+        return training_lib.replica_share(terms["loss"])
+
+    def loss_terms(self, targets, logits, weights) -> dict:
+        """``{"loss", "word_loss", "word_accuracy"}`` of a batch, in float32.
+
+        ``word_loss`` is the cross-entropy averaged over the real words (and ``<end>``) of the
+        batch, padding left out; ``loss`` adds ``λ · mean_i Σ_j (1 − Σ_t α_tij)² / 64`` for
+        attention. On several replicas the per-caption sums are gathered from every replica
+        first, so each replica returns the loss of the whole global batch (the same number as
+        on one device, whatever the captions' lengths on each replica).
+        """
+        logits, weights = training_lib.as_float32(logits, weights)
         mask = ops.cast(ops.not_equal(targets, 0), "float32")
         per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        word_loss = ops.sum(per_word * mask) / ops.sum(mask)
         correct = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(targets, "int64")), "float32")
-        accuracy = ops.sum(correct * mask) / ops.sum(mask)
-        loss = word_loss
-        if self.attention is not None and self.attention_weight:
+        columns = [ops.sum(per_word * mask, axis=1), ops.sum(correct * mask, axis=1), ops.sum(mask, axis=1)]
+        regularise = self.attention is not None and bool(self.attention_weight)
+        if regularise:
             seen = ops.sum(weights * mask[..., None], axis=1)  # Σ_t α_tj over real words
-            loss = loss + self.attention_weight * ops.mean(ops.sum(ops.square(1.0 - seen), axis=-1)) / 64.0
-        return loss, word_loss, accuracy
+            columns.append(ops.sum(ops.square(1.0 - seen), axis=-1))
+        sums = training_lib.gather_replicas(ops.stack(columns, axis=-1))  # (global batch, 3 or 4)
+        total = ops.sum(sums, axis=0)
+        word_loss, accuracy = total[0] / total[2], total[1] / total[2]
+        loss = word_loss
+        if regularise:
+            loss = loss + self.attention_weight * total[3] / ops.cast(ops.shape(sums)[0], "float32") / 64.0
+        return {"loss": loss, "word_loss": word_loss, "word_accuracy": accuracy}
 
-    def train_step(self, data):
-        (images, words), targets = data
-        with tf.GradientTape() as tape:
-            loss, word_loss, accuracy = self._loss_terms(images, words, targets, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update(loss, word_loss, accuracy)
-
-    def test_step(self, data):
-        (images, words), targets = data
-        return self._update(*self._loss_terms(images, words, targets, training=False))
-
-    def _update(self, loss, word_loss, accuracy):
-        for name, value in zip(("loss", "word_loss", "word_accuracy"), (loss, word_loss, accuracy)):
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+    def _loss_terms(self, images, words, targets, training=False):
+        """``(loss, word_loss, word_accuracy)`` of images, decoder inputs and targets (notebook 06)."""
+        logits, weights = self((images, words), training=training)
+        terms = self.loss_terms(targets, logits, weights)
+        return terms["loss"], terms["word_loss"], terms["word_accuracy"]
 
     def get_config(self):
         config = super().get_config()
@@ -295,27 +310,30 @@ def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: 
 TRAIN_SIZES = {"quick": (2_000, 10, 2_000, 3), "full": (12_000, 20, 6_000, 4)}
 ATTENTION_WEIGHT = 0.0  # λ of the shipped captioner (notebook 06, exercise 1, measures λ = 0.1)
 BATCH_SIZE, LEARNING_RATE = 128, 5e-3  # of `mmcourse train captioner`: big batches keep the CPU busy
-MODEL_FILE, VOCABULARY_FILE, METRICS_FILE = "captioner.keras", "vocabulary.json", "metrics.json"
+MODEL_FILE, VOCABULARY_FILE = "captioner.keras", "vocabulary.json"
 
 
-def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0):
-    """A shuffled ``tf.data`` stream of ``((images, inputs), targets)`` batches in which every
-    image (or its precomputed grid) comes with one of its reference captions, drawn afresh
-    each time it is seen."""
+def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0, epochs: int = 1):
+    """A ``tf.data`` stream of ``((images, inputs), targets)`` batches for ``epochs`` passes over
+    the images, each pass in its own order drawn from ``seed`` (:func:`mmcourse.models.vision.index_batches`;
+    ``⌈n / batch_size⌉`` batches a pass, the last one smaller), in which every image (or its
+    precomputed grid) comes with one of its reference captions, drawn afresh at every step.
+
+    Orders and draws are fixed before the batches are split between replicas, so one device
+    and several train on the same batches."""
     images = np.asarray(images)
     ids = np.stack([vocabulary.encode_batch(list(c), length=CAPTION_LENGTH) for c in captions])  # (n, refs, T)
     images_t, ids_t = tf.constant(images), tf.constant(ids.astype(np.int32))
     refs = ids.shape[1]
 
     @tf.autograph.experimental.do_not_convert  # plain tensor code; converting it only logs a warning
-    def pick(index):
-        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), tf.reduce_sum(index)]),
-                                        maxval=refs, dtype=tf.int64)
+    def pick(step, index):
+        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=refs, dtype=tf.int64)
         chosen = tf.gather_nd(ids_t, tf.stack([index, k], axis=-1))
         return (tf.gather(images_t, index), chosen[:, :-1]), chosen[:, 1:]
 
-    indices = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return indices.batch(batch_size).map(pick).prefetch(2)
+    batches = vision.index_batches(len(images), batch_size=batch_size, epochs=epochs, seed=seed)
+    return batches.enumerate().map(pick).prefetch(2)
 
 
 def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "attention", epochs: int = 6, batch_size: int = 64,
@@ -327,29 +345,39 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     keeps them frozen: the grids of all the images are computed once and only the decoder
     trains. Without it, encoder and decoder train together from scratch. ``seconds`` counts
     the grids' computation too.
-    """
-    from tqdm.keras import TqdmCallback
 
-    keras.utils.set_random_seed(seed)
-    model = Captioner(len(vocabulary), fusion=fusion, **model_args)
+    The model is built from ``seed`` (without touching the global random state) and compiled
+    in :func:`mmcourse.device.strategy`'s scope, so inside ``device.use(precision, cpu_replicas)``
+    it trains under that precision and on those replicas; ``batch_size`` is the global batch.
+    """
+    seed = training_lib.check_seed(seed)
+    epochs = training_lib.check_positive_int(epochs, "epochs")
+    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
+    with device.strategy().scope(), training_lib.seeded(seed):
+        model = Captioner(len(vocabulary), fusion=fusion, **model_args)  # built where it is made
+        steps = -(-len(images) // batch_size) * epochs
+        # the step size falls along a half cosine, η₀ · ½(1 + cos(π s / S)): big steps first, then the weights settle
+        training_lib.compile(model, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
     start = time.perf_counter()
     inputs = images
     if encoder is not None:
         model.encoder.set_weights(encoder.get_weights())
         model.encoder.trainable = False
         inputs = vision.encode(model.encoder, images, output="grid")  # (n, 8, 8, C), once
-    steps = -(-len(images) // batch_size) * epochs
-    # the step size falls along a half cosine, η₀ · ½(1 + cos(π s / S)): big steps first, then the weights settle
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    data = caption_dataset(inputs, captions, vocabulary, batch_size=batch_size, seed=seed)
-    callbacks = [TqdmCallback(verbose=0, desc=f"train {fusion} captioner")] if progress else []
-    history = model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)  # the stream shuffles itself
+    data = caption_dataset(inputs, captions, vocabulary, batch_size=batch_size, seed=seed, epochs=epochs)
+    callbacks = []
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks.append(TqdmCallback(verbose=0, desc=f"train {fusion} captioner"))
+    # the stream shuffles itself, every pass in its own order
+    history = model.fit(data, epochs=epochs, steps_per_epoch=-(-len(images) // batch_size), verbose=0, callbacks=callbacks, shuffle=False)
     return model, history.history, time.perf_counter() - start
 
 
 def evaluate(model: Captioner, data: shapes.ShapesDataset, vocabulary: Vocabulary) -> dict:
     """Greedy captions of ``data`` scored against its references and its scenes: ``bleu1`` …
-    ``bleu4`` (0–100), ``exact_match``, object ``precision``, ``recall``, ``hallucination_rate``,
+    ``bleu4`` (0–100), ``exact_match``, ``object_precision``, ``object_recall``, ``hallucination_rate``,
     attention ``grounding`` (attention fusion only), and the ``captions`` themselves."""
     from mmcourse import metrics
 
@@ -357,73 +385,77 @@ def evaluate(model: Captioner, data: shapes.ShapesDataset, vocabulary: Vocabular
     scores = {f"bleu{n}": metrics.corpus_bleu(captions, data.captions, max_n=n) for n in range(1, 5)}
     scores["exact_match"] = float(metrics.exact_match(captions, data.scenes).mean())
     objects = metrics.object_scores(captions, data.scenes)
-    scores.update(precision=objects["precision"], recall=objects["recall"], hallucination_rate=objects["hallucination_rate"])
+    scores.update(object_precision=objects["precision"], object_recall=objects["recall"], hallucination_rate=objects["hallucination_rate"])
     if model.fusion == "attention":
         scores["grounding"] = metrics.attention_grounding(captions, maps, data.scenes)["grounding"]
     scores["captions"], scores["attention"] = captions, maps
     return scores
 
 
-def save_captioner(model: Captioner, vocabulary: Vocabulary, out) -> None:
-    """Write ``captioner.keras`` and ``vocabulary.json`` into the folder ``out``."""
+def save(model: Captioner, vocabulary: Vocabulary, out) -> Path:
+    """Write ``captioner.keras`` (without optimizer state) and ``vocabulary.json`` into the folder ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
+    artifacts.save_model(model, out / MODEL_FILE)
     vocabulary.save(out / VOCABULARY_FILE)
+    return out
 
 
-def shipped_model_dir() -> Path:
-    """The folder of the captioner shipped with the course (``data/captioner`` in the repository)."""
-    return config.shipped_dir("captioner")
-
-
-def load_captioner(folder=None) -> tuple[Captioner, Vocabulary]:
-    """The captioner and vocabulary saved in ``folder`` (default: the shipped one), loaded with
-    ``safe_mode=True``."""
-    folder = Path(folder) if folder is not None else shipped_model_dir()
+def load(folder=None) -> tuple[Captioner, Vocabulary]:
+    """The captioner and vocabulary saved in ``folder`` by :func:`save`, loaded with
+    ``safe_mode=True``; ``folder=None``: the captioner shipped in ``data/captioner``, its files
+    first checked against their SHA-256 sums."""
+    folder = artifacts.shipped("captioner") if folder is None else Path(folder)
     for name in (MODEL_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder `mmcourse train captioner --out DIR` wrote")
-    model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)  # for captioning: no optimizer
-    return model, Vocabulary.load(folder / VOCABULARY_FILE)
+    return artifacts.load_model(folder / MODEL_FILE), Vocabulary.load(folder / VOCABULARY_FILE)
 
 
-def train_command(out, *, profile: str = "full", fusion: str = "attention", seed: int | None = None) -> dict:
+def train_command(out, *, profile: str | None = None, seed: int = 0, precision: str = "auto", cpu_replicas: int | None = None,
+                  progress: bool = True, fusion: str = "attention") -> dict:
     """What ``mmcourse train captioner`` does: pre-train the image encoder on dense cell labels,
     freeze it, train a decoder on its grids (attention fusion by default), measure the captioner
     on a freshly generated test split, and write the model, its vocabulary and ``metrics.json``
-    (``train_seconds`` counts both stages)."""
-    profile = config.profile(profile)
-    seed = 0 if seed is None else int(seed)
-    config.seed_everything(seed)
-    n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[profile.name]
-    encoder, _, encoder_seconds = vision.pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed)
-    train = shapes.generate(n, seed=(seed, 1))
-    test = shapes.generate(profile.n_test, seed=(seed, 2))
-    vocabulary = caption_vocabulary()
-    model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed,
-                                              encoder=encoder, attention_weight=ATTENTION_WEIGHT, batch_size=BATCH_SIZE,
-                                              learning_rate=LEARNING_RATE)
-    scores = evaluate(model, test, vocabulary)
-    metrics = {"profile": profile.name, "seed": seed, "fusion": model.fusion, "looks": model.looks, "train_images": n, "epochs": epochs,
-               "encoder_images": n_encoder, "encoder_epochs": encoder_epochs, "batch_size": BATCH_SIZE, "test_images": len(test), "test_seed": [seed, 2],
-               "encoder_seconds": encoder_seconds, "decoder_seconds": seconds, "train_seconds": encoder_seconds + seconds,
-               "final_word_loss": history["word_loss"][-1]}
+    (``train_seconds`` counts both stages). Returns what ``metrics.json`` holds.
+
+    The arguments are checked and ``out`` is created (or found writable) before anything trains.
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    chosen = config.profile(profile)
+    seed = training_lib.check_seed(seed)
+    device.resolve_precision(precision)
+    if cpu_replicas is not None:
+        training_lib.check_positive_int(cpu_replicas, "cpu_replicas")
+    out = artifacts.prepare_out(out)
+    n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
+    with device.use(precision, cpu_replicas) as run:
+        encoder, _, encoder_seconds = vision.pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)
+        train = shapes.generate(n, seed=(seed, 1))
+        test = shapes.generate(chosen.n_test, seed=(seed, 2))
+        vocabulary = caption_vocabulary()
+        model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed,
+                                                  encoder=encoder, attention_weight=ATTENTION_WEIGHT, batch_size=BATCH_SIZE,
+                                                  learning_rate=LEARNING_RATE, progress=progress)
+        scores = evaluate(model, test, vocabulary)
+    save(model, vocabulary, out)
+    metrics = {"fusion": model.fusion, "looks": model.looks, "train_images": n, "epochs": epochs, "encoder_images": n_encoder,
+               "encoder_epochs": encoder_epochs, "batch_size": BATCH_SIZE, "test_images": len(test), "encoder_seconds": encoder_seconds,
+               "decoder_seconds": seconds, "final_loss": float(history["loss"][-1]), "final_word_loss": float(history["word_loss"][-1])}
     metrics.update({k: v for k, v in scores.items() if k not in ("captions", "attention")})
-    out = Path(out)
-    save_captioner(model, vocabulary, out)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2],
+                                   train_seconds=encoder_seconds + seconds)
 
 
 def caption_files(folder, paths) -> list[tuple[str, str | None, str | None]]:
     """What ``mmcourse caption`` does: for each image file ``(path, caption, None)``, or
     ``(path, None, reason)`` when it is missing, not an image, or truncated. PNG or JPEG of any
     size is resized to 64×64 with alpha dropped. Raises ``FileNotFoundError`` when ``folder``
-    holds no captioner."""
+    holds no captioner; ``folder=None`` captions with the shipped one."""
     from mmcourse.data.photos import load_image
 
-    model, vocabulary = load_captioner(folder)
+    model, vocabulary = load(folder)
     loaded, results = {}, []
     for i, path in enumerate(paths):
         try:

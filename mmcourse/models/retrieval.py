@@ -32,14 +32,14 @@ batch (:func:`twin_scene`: the same objects in another arrangement).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mmcourse import config
+from mmcourse import artifacts, config, device
+from mmcourse import training as training_lib
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -71,10 +71,9 @@ __all__ = [
     "zero_shot_classify",
     "modality_gap",
     "evaluate",
-    "save_dual_encoder",
-    "load_dual_encoder",
-    "shipped_model_dir",
     "train_command",
+    "save",
+    "load",
 ]
 
 TEXT_ENCODERS = ("gru", "mean")
@@ -288,11 +287,12 @@ class LogitScale(keras.layers.Layer):
 class DualEncoder(keras.Model):
     """An image tower and a text tower mapping into one ``dim``-dimensional unit sphere.
 
-    ``call((images, tokens))`` returns ``(image_embeddings (n, dim), text_embeddings (m, dim))``;
+    ``call((images, tokens))`` returns ``(image_embeddings (n, dim), text_embeddings (m, dim))``,
+    and ``call((images, tokens, negative_tokens))`` also the hard negatives' embeddings;
     :meth:`embed_images` and :meth:`embed_texts` run one tower. Training data are
-    ``(images, tokens, caption_codes, scene_codes, negative_tokens, negative_codes)`` batches
-    (:func:`retrieval_dataset`); the
-    loss is :func:`info_nce_loss`, with positives from :func:`truth_matrix` unless
+    ``((images, tokens, negative_tokens), (caption_codes, scene_codes, negative_codes))`` batches
+    (:func:`retrieval_dataset`); the loss (:meth:`compute_loss`) is :func:`info_nce_loss` over
+    the whole global batch, with positives from :func:`truth_matrix` unless
     ``semantic_positives=False``.
 
     Args:
@@ -334,13 +334,10 @@ class DualEncoder(keras.Model):
             self.reader = keras.layers.GlobalAveragePooling1D(name="text_mean")
         self.text_hidden = keras.layers.Dense(self.units, activation="relu", name="text_hidden")
         self.text_projection = keras.layers.Dense(self.dim, name="text_projection")
-        self.unit = keras.layers.UnitNormalization(name="l2_normalise")
-        self.logit_scale = LogitScale(self.initial_temperature, name="logit_scale")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "accuracy", "temperature")}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+        self.unit = keras.layers.UnitNormalization(name="l2_normalise", dtype="float32")  # unit vectors in float32
+        self.logit_scale = LogitScale(self.initial_temperature, name="logit_scale", dtype="float32")
+        # Keras tracks the loss itself; these two are reported beside it
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("accuracy", "temperature")}
 
     def embed_images(self, images, training=False):
         """Unit vectors ``(n, dim)`` of uint8 images, or float images in ``[0, 1]``."""
@@ -360,41 +357,52 @@ class DualEncoder(keras.Model):
         return self.unit(self.text_projection(self.text_hidden(h)))
 
     def call(self, inputs, training=False):
-        images, tokens = inputs
+        images, tokens, *negative_tokens = inputs
         self.logit_scale(None)  # built with the model, so its weight is tracked and saved
-        return self.embed_images(images, training=training), self.embed_texts(tokens, training=training)
+        out = (self.embed_images(images, training=training), self.embed_texts(tokens, training=training))
+        if negative_tokens and self.hard_negatives:
+            out += (self.embed_texts(negative_tokens[0], training=training),)
+        return out
 
-    def _loss(self, data, training):
-        images, tokens, caption_codes, scene_codes, negative_tokens, negative_codes = data
-        x, y = self((images, tokens), training=training)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The contrastive loss of the *global* batch for Keras's ``fit``: ``y`` are the meaning
+        codes ``(caption_codes, scene_codes, negative_codes)``, ``y_pred`` what :meth:`call` gave.
+
+        A contrastive loss compares every image with every caption of the batch, so on several
+        replicas (each holding a share of the batch) the embeddings and codes are first gathered
+        from every replica (in the global batch's order): each replica computes the loss of
+        the whole batch, the same number as on one device, and returns its share of it; the
+        gradients summed across replicas are then the one-device gradient.
+        """
+        caption_codes, scene_codes, negative_codes = y
+        image_vectors, text_vectors, *negative_vectors = training_lib.as_float32(*y_pred)
+        gather = training_lib.gather_replicas
+        loss, accuracy = self.batch_loss(gather(image_vectors), gather(text_vectors), gather(caption_codes), gather(scene_codes),
+                                         gather(negative_vectors[0]) if negative_vectors else None,
+                                         gather(negative_codes) if negative_vectors else None)
+        self.trackers["accuracy"].update_state(accuracy)
+        self.trackers["temperature"].update_state(1.0 / training_lib.as_float32(self.logit_scale(None)))
+        return training_lib.replica_share(loss)
+
+    def batch_loss(self, image_vectors, text_vectors, caption_codes, scene_codes, negative_vectors=None, negative_codes=None):
+        """``(loss, accuracy)`` of a batch of unit vectors and their meaning codes, in float32.
+
+        ``accuracy`` is the share of images whose most similar caption of the batch (the hard
+        negatives left out) is true of them (is their own, with ``semantic_positives=False``)."""
+        x, y = training_lib.as_float32(image_vectors, text_vectors)
         # positives[i, j]: caption j (of image j) is true of image i
         positives = ops.transpose(truth_matrix(caption_codes, scene_codes)) if self.semantic_positives else None
         negatives = negative_positives = None
-        if self.hard_negatives:
-            negatives = self.embed_texts(negative_tokens, training=training)
+        if self.hard_negatives and negative_vectors is not None:
+            negatives = training_lib.as_float32(negative_vectors)
             negative_positives = ops.transpose(truth_matrix(negative_codes, scene_codes))  # rare: true after all
-        loss, logits = info_nce_loss(x, y, self.logit_scale(None), positives, negatives, negative_positives)
-        right = ops.cast(ops.equal(ops.argmax(logits, axis=1), ops.arange(ops.shape(logits)[0])), "float32")
-        if positives is not None:  # an image's best caption is right when it is true of the image
-            best = ops.argmax(logits, axis=1)
+        loss, logits = info_nce_loss(x, y, training_lib.as_float32(self.logit_scale(None)), positives, negatives, negative_positives)
+        best = ops.argmax(logits, axis=1)
+        if positives is None:
+            right = ops.cast(ops.equal(best, ops.arange(ops.shape(logits)[0], dtype=best.dtype)), "float32")
+        else:  # an image's best caption is right when it is true of the image
             right = ops.cast(ops.take_along_axis(ops.cast(positives, "int32"), best[:, None], axis=1)[:, 0], "float32")
         return loss, ops.mean(right)
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, accuracy = self._loss(data, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update(loss, accuracy)
-
-    def test_step(self, data):
-        return self._update(*self._loss(data, training=False))
-
-    def _update(self, loss, accuracy):
-        values = {"loss": loss, "accuracy": accuracy, "temperature": 1.0 / self.logit_scale(None)}
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def get_config(self):
         config = super().get_config()
@@ -427,17 +435,30 @@ def twin_scene(scene: shapes.Scene, rng: np.random.Generator) -> shapes.Scene:
 
 
 def retrieval_dataset(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, batch_size: int = 128, seed: int = 0,
-                      twins: bool = False):
-    """A shuffled ``tf.data`` stream of ``(images, tokens, caption_codes, scene_codes, negative_tokens,
-    negative_codes)`` batches in which every image comes with one of its reference captions, drawn
-    afresh each epoch, and that caption's :func:`hard_negative` (one drawn per reference caption).
+                      twins: bool = False, epochs: int = 1):
+    """A ``tf.data`` stream of ``((images, tokens, negative_tokens), (caption_codes, scene_codes,
+    negative_codes))`` batches (what :meth:`DualEncoder.call` reads, then what its loss compares)
+    for ``epochs`` passes over the images, each pass in its own order drawn from ``seed``, in
+    which every image comes with one of its reference captions, drawn afresh at every step, and
+    that caption's :func:`hard_negative` (one drawn per reference caption).
 
     With ``twins``, every image brings along a :func:`twin_scene` (rendered, with its own five
     captions) into the same batch, so that half the batch are *hard negative images*: the same
     objects in another arrangement. An epoch then holds twice as many images.
-    Incomplete last batches are dropped (a contrastive batch needs its negatives)."""
-    if len(data) * (2 if twins else 1) < batch_size:
+    The incomplete last batch of each pass is dropped (a contrastive batch needs its
+    negatives): a pass is ``images // batch_size`` batches (twins counted).
+
+    ``batch_size`` is the global batch: on several replicas each gets a contiguous share of
+    it (an image and its twin may then sit on two replicas), and the loss gathers the shares
+    back into the whole batch, in order, before comparing images with captions. Orders and
+    draws are fixed before the batches are split, so one device and several see the same."""
+    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
+    epochs = training_lib.check_positive_int(epochs, "epochs")
+    group = 2 if twins else 1  # an image and its twin stay together
+    if len(data) * group < batch_size:
         raise ValueError(f"{len(data)} images make no full batch of {batch_size}; use more images or a smaller batch_size")
+    if batch_size % group:
+        raise ValueError(f"with twins, an image and its twin share a batch: batch_size must be even, got {batch_size}")
     rng = np.random.default_rng(seed)
     images, captions, scenes = data.images, [list(c) for c in data.captions], list(data.scenes)
     if twins:
@@ -458,17 +479,19 @@ def retrieval_dataset(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, bat
     ccodes_t, scodes_t = tf.constant(caption_codes), tf.constant(scene_codes)
     ntokens_t, ncodes_t = tf.constant(negative_tokens), tf.constant(negative_codes)
 
-    def pick(index):
-        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), tf.reduce_sum(index)]),
-                                        maxval=refs, dtype=tf.int64)
+    @tf.autograph.experimental.do_not_convert  # plain tensor code; converting it only logs a warning
+    def pick(step, index):
+        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=refs, dtype=tf.int64)
         at = tf.stack([index, k], axis=-1)
-        return (tf.gather(images_t, index), tf.gather_nd(tokens_t, at), tf.gather_nd(ccodes_t, at), tf.gather(scodes_t, index),
-                tf.gather_nd(ntokens_t, at), tf.gather_nd(ncodes_t, at))
+        inputs = (tf.gather(images_t, index), tf.gather_nd(tokens_t, at), tf.gather_nd(ntokens_t, at))
+        return inputs, (tf.gather_nd(ccodes_t, at), tf.gather(scodes_t, index), tf.gather_nd(ncodes_t, at))
 
-    group = 2 if twins else 1  # an image and its twin stay together
-    indices = tf.data.Dataset.range(n // group).shuffle(n // group, seed=seed, reshuffle_each_iteration=True)
-    indices = indices.map(lambda i: i * group + tf.range(group, dtype=tf.int64)).unbatch()
-    return indices.batch(batch_size, drop_remainder=True).map(pick).prefetch(2)
+    # every pass in its own order of the images (with twins: of the pairs), drawn up front
+    per_batch = batch_size // group
+    orders = vision.index_batches(n // group, batch_size=per_batch, epochs=epochs, seed=seed)
+    orders = orders.filter(lambda rows: tf.shape(rows)[0] == per_batch)  # full batches only
+    rows = orders.map(lambda rows: tf.reshape(rows[:, None] * group + tf.range(group, dtype=rows.dtype), [-1]))
+    return rows.enumerate().map(pick).prefetch(2)
 
 
 def train_dual_encoder(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, text_encoder: str = "gru", epochs: int = 10,
@@ -479,21 +502,30 @@ def train_dual_encoder(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, te
     The step size falls along a half cosine, ``η₀ · ½(1 + cos(π s / S))`` over the ``S`` steps.
     With ``twins`` every image is trained beside a :func:`twin_scene` (hard negative images, and
     twice the images per epoch). Returns ``(model, history, seconds)``; ``history`` holds ``loss``,
-    ``accuracy`` (the share of images whose most similar caption in the batch, hard negatives
-    included, is true of them) and ``temperature``, per epoch.
+    ``accuracy`` (the share of images whose most similar caption in the batch is true of them)
+    and ``temperature``, per epoch.
+
+    The model is built from ``seed`` (without touching the global random state) and compiled
+    in :func:`mmcourse.device.strategy`'s scope, so inside ``device.use(precision, cpu_replicas)``
+    it trains under that precision and on those replicas; ``batch_size`` is the global batch
+    (the contrastive loss always compares the whole of it).
     """
-    keras.utils.set_random_seed(seed)
-    model = DualEncoder(len(vocabulary), text_encoder=text_encoder, **model_args)
-    steps = max(1, (len(data) * (2 if twins else 1) // batch_size) * epochs)
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    stream = retrieval_dataset(data, vocabulary, batch_size=batch_size, seed=seed, twins=twins)
+    seed = training_lib.check_seed(seed)
+    epochs = training_lib.check_positive_int(epochs, "epochs")
+    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
+    stream = retrieval_dataset(data, vocabulary, batch_size=batch_size, seed=seed, twins=twins, epochs=epochs)
+    steps = len(data) * (2 if twins else 1) // batch_size  # a pass: full batches only
+    with device.strategy().scope(), training_lib.seeded(seed):
+        model = DualEncoder(len(vocabulary), text_encoder=text_encoder, **model_args)
+        training_lib.compile(model, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)))
     callbacks = list(callbacks)
     if progress:
         from tqdm.keras import TqdmCallback
 
         callbacks.append(TqdmCallback(verbose=0, desc=f"train {text_encoder} dual encoder"))
     start = time.perf_counter()
-    history = model.fit(stream, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)  # the stream shuffles itself
+    # the stream shuffles itself, every pass in its own order
+    history = model.fit(stream, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=callbacks)
     return model, history.history, time.perf_counter() - start
 
 
@@ -575,52 +607,57 @@ def evaluate(model: DualEncoder, data: shapes.ShapesDataset, vocabulary: Vocabul
 
 # --------------------------------------------------------------------------- files and the command line
 
-MODEL_FILE, VOCABULARY_FILE, METRICS_FILE = "dual_encoder.keras", "vocabulary.json", "metrics.json"
+MODEL_FILE, VOCABULARY_FILE = "dual_encoder.keras", "vocabulary.json"
 #: (training images, epochs) of `mmcourse train retrieval` in each profile
 TRAIN_SIZES = {"quick": (2_000, 3), "full": (20_000, 14)}
+BATCH_SIZE, LEARNING_RATE = 64, 3e-3  # of `mmcourse train retrieval` (the global batch)
 
 
-def save_dual_encoder(model: DualEncoder, vocabulary: Vocabulary, out) -> None:
-    """Write ``dual_encoder.keras`` and ``vocabulary.json`` into the folder ``out``."""
+def save(model: DualEncoder, vocabulary: Vocabulary, out) -> Path:
+    """Write ``dual_encoder.keras`` (without optimizer state) and ``vocabulary.json`` into the folder ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
+    artifacts.save_model(model, out / MODEL_FILE)
     vocabulary.save(out / VOCABULARY_FILE)
+    return out
 
 
-def shipped_model_dir() -> Path:
-    """The folder of the dual encoder shipped with the course (``data/retrieval`` in the repository)."""
-    return config.shipped_dir("retrieval")
-
-
-def load_dual_encoder(folder=None) -> tuple[DualEncoder, Vocabulary]:
-    """The dual encoder and vocabulary that :func:`save_dual_encoder` wrote into ``folder`` (default:
-    the shipped one), loaded with ``safe_mode=True``."""
-    folder = Path(folder) if folder is not None else shipped_model_dir()
+def load(folder=None) -> tuple[DualEncoder, Vocabulary]:
+    """The dual encoder and vocabulary that :func:`save` wrote into ``folder``, loaded with
+    ``safe_mode=True``; ``folder=None``: the one shipped in ``data/retrieval``, its files first
+    checked against their SHA-256 sums."""
+    folder = artifacts.shipped("retrieval") if folder is None else Path(folder)
     for name in (MODEL_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder that `mmcourse train retrieval --out DIR` wrote")
-    model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True)
-    return model, Vocabulary.load(folder / VOCABULARY_FILE)
+    return artifacts.load_model(folder / MODEL_FILE), Vocabulary.load(folder / VOCABULARY_FILE)
 
 
-def train_command(out, *, profile: str | None = None, seed: int | None = None, text_encoder: str = "gru") -> dict:
+def train_command(out, *, profile: str | None = None, seed: int = 0, precision: str = "auto", cpu_replicas: int | None = None,
+                  progress: bool = True, text_encoder: str = "gru") -> dict:
     """What ``mmcourse train retrieval`` does: train a dual encoder on Shapes, measure Recall@1, 5
     and 10 both ways (instance and semantic) on a fresh test split of ``profile.n_test`` images,
-    write the model, its vocabulary and ``metrics.json``."""
+    write the model, its vocabulary and ``metrics.json``. Returns what ``metrics.json`` holds.
+
+    The arguments are checked and ``out`` is created (or found writable) before anything trains.
+    """
+    if text_encoder not in TEXT_ENCODERS:
+        raise ValueError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
     chosen = config.profile(profile)
-    seed = 0 if seed is None else int(seed)
-    config.seed_everything(seed)
+    seed = training_lib.check_seed(seed)
+    device.resolve_precision(precision)
+    if cpu_replicas is not None:
+        training_lib.check_positive_int(cpu_replicas, "cpu_replicas")
+    out = artifacts.prepare_out(out)
     n, epochs = TRAIN_SIZES[chosen.name]
     train = shapes.generate(n, seed=(seed, 1))
     test = shapes.generate(chosen.n_test, seed=(seed, 2))
     vocabulary = text_vocabulary()
-    model, history, seconds = train_dual_encoder(train, vocabulary, text_encoder=text_encoder, epochs=epochs, seed=seed)
-    metrics = {"profile": chosen.name, "seed": seed, "text_encoder": text_encoder, "train_images": n, "epochs": epochs,
-               "test_images": len(test), "test_seed": [seed, 2], "train_seconds": seconds,
-               "final_loss": float(history["loss"][-1]), "temperature": model.logit_scale.temperature}
-    metrics.update(evaluate(model, test, vocabulary))
-    out = Path(out)
-    save_dual_encoder(model, vocabulary, out)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    return metrics
+    with device.use(precision, cpu_replicas) as run:
+        model, history, seconds = train_dual_encoder(train, vocabulary, text_encoder=text_encoder, epochs=epochs, seed=seed,
+                                                     batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, progress=progress)
+        scores = evaluate(model, test, vocabulary)
+    save(model, vocabulary, out)
+    metrics = {"text_encoder": text_encoder, "train_images": n, "epochs": epochs, "batch_size": BATCH_SIZE, "test_images": len(test),
+               "final_loss": float(history["loss"][-1]), "temperature": model.logit_scale.temperature, **scores}
+    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
