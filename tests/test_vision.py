@@ -70,6 +70,11 @@ def test_encoder_gives_an_8x8_grid_and_a_pooled_vector(single):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["pooled"]), keras.ops.convert_to_numpy(out["grid"]).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
     # the spatial sizes follow the output-size arithmetic: 64 → 32 → 16 → 8
     assert [encoder.get_layer(f"pool{i}").output.shape[1] for i in (1, 2, 3)] == [32, 16, 8]
+    # the global dtype policy by default; a model that builds it inside itself passes its own
+    assert {layer.dtype_policy.name for layer in encoder.layers[1:]} == {"float32"}
+    mixed = vision.build_image_encoder(channels=16, dtype="mixed_float16")
+    assert {layer.dtype_policy.name for layer in mixed.layers[1:]} == {"mixed_float16"}
+    assert mixed(vision.preprocess(single.images[:1]))["grid"].dtype == "float16"
 
 
 def test_encode_in_batches_matches_one_pass(single):

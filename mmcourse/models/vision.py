@@ -88,7 +88,7 @@ def preprocess(images) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> keras.Model:
+def build_image_encoder(channels: int = 64, *, dtype=None, name: str = "image_encoder") -> keras.Model:
     """A small CNN: 64×64×3 images → ``{"grid": (n, 8, 8, channels), "pooled": (n, channels)}``.
 
     Three blocks of *3×3 convolution ("same" padding) → batch normalisation → ReLU →
@@ -103,6 +103,8 @@ def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> k
 
     Args:
         channels: length of each feature vector; a positive multiple of 4.
+        dtype: the layers' dtype policy (default: Keras's global policy); a model that builds
+            the encoder inside itself passes its own, so that it loads as it was trained.
         name: the model's name.
 
     Returns:
@@ -114,15 +116,15 @@ def build_image_encoder(channels: int = 64, *, name: str = "image_encoder") -> k
     inputs = keras.Input(IMAGE_SHAPE, name="image")
     x = inputs
     for i, width in enumerate((channels // 4, channels // 2, channels), start=1):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype, name=f"conv{i}")(x)
         # A short memory (0.7, not Keras's 0.99) so that the running statistics used at test
         # time catch up with the weights even after a few dozen steps (the quick profile).
         # Synchronized: on several replicas the batch statistics are those of the global batch.
-        x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, name=f"norm{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    grid = keras.layers.Conv2D(channels, 1, activation="relu", name="grid")(x)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(grid)
+        x = keras.layers.BatchNormalization(momentum=0.7, synchronized=True, dtype=dtype, name=f"norm{i}")(x)
+        x = keras.layers.ReLU(dtype=dtype, name=f"relu{i}")(x)
+        x = keras.layers.MaxPooling2D(2, dtype=dtype, name=f"pool{i}")(x)
+    grid = keras.layers.Conv2D(channels, 1, activation="relu", dtype=dtype, name="grid")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="pooled")(grid)
     return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=name)
 
 
