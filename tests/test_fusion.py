@@ -323,8 +323,9 @@ def test_two_replicas_train_like_one_device(trained):
     off (each replica would draw its own masks): the losses of three steps agree within 1e-4
     relative. Same batches, same initial weights (built in train_vqa from the seed: FiLM and
     attention make theirs in build()), synchronized batch normalisation; what is left is the
-    order of float32 sums (measured: 1e-7). Weights built outside the seeded block moved the
-    first loss by 0.06 %; a batch split into unequal halves changes Keras's per-replica mean."""
+    order of float32 sums (measured: 1e-7). Weights built at the first step, outside the seeded
+    block, moved the first loss by 0.06 % (film) and 0.7 % (attention); a batch split into unequal
+    halves changes Keras's per-replica mean (hence 64 pairs, not the 117 of the fixture)."""
     one, two = (np.array(trained[name][1]["loss"]) for name in ("float32", "replicas"))
     assert trained["replicas"][3].replicas == 2
     np.testing.assert_allclose(two, one, rtol=1e-4)
