@@ -164,7 +164,7 @@ def _whole_number(minimum: int):
 
 _positive_int, _seed = _whole_number(1), _whole_number(0)
 
-VQA_MODULE = "fusion"
+VQA_MODULE = "vqa"
 
 
 class _OneLineErrors(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmcourse.data import shapes
-from mmcourse.models import fusion as F
+from mmcourse.models import vqa as F
 from mmcourse.models import vision
 from mmcourse.widgets import VQAExplorer
 

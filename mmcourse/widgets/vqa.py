@@ -22,24 +22,24 @@ class VQAExplorer:
         encoder: the frozen image encoder the models were trained on.
         models: ``{name: VQAModel}``, e.g. one per fusion.
         images, scenes: the images to choose from (uint8 ``(n, 64, 64, 3)``) and their scenes.
-        vocabulary: the question vocabulary (default :func:`mmcourse.models.fusion.question_vocabulary`).
+        vocabulary: the question vocabulary (default :func:`mmcourse.models.vqa.question_vocabulary`).
 
     Controls (all widgets): ``source`` (a dataset image or a composed one), ``index``,
     ``composer`` (a :class:`SceneComposer`), ``question`` (the questions the scene answers),
     ``typed`` (type any question; it wins over the list when not empty), ``model``.
-    State after each update: ``result`` (see :func:`mmcourse.models.fusion.answer`, or None),
+    State after each update: ``result`` (see :func:`mmcourse.models.vqa.answer`, or None),
     ``error`` (the message for a question the models cannot read, or None), ``true_answer``
     (the scene's answer when the question is one of its own, else None).
     """
 
     def __init__(self, encoder, models: dict, images, scenes, *, vocabulary=None, scale: int = 4):
-        from mmcourse.models import fusion
+        from mmcourse.models import vqa
 
         if not models:
             raise ValueError("models must name at least one trained VQA model, e.g. {'attention': model}")
-        self._fusion = fusion
+        self._vqa = vqa
         self.encoder, self.models, self.images, self.scenes = encoder, dict(models), images, scenes
-        self.vocabulary = vocabulary or fusion.question_vocabulary()
+        self.vocabulary = vocabulary or vqa.question_vocabulary()
         self.scale = scale
         self.source = W.ToggleButtons(options=[("dataset image", "dataset"), ("compose one", "compose")], value="dataset", description="image")
         self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="index")
@@ -94,9 +94,9 @@ class VQAExplorer:
         known = self._qa.get(" ".join(text.lower().replace("?", " ").split()))
         self.true_answer = known.answer if known else None
         try:
-            self.result = self._fusion.answer(self.encoder, model, image, text, self.vocabulary)
+            self.result = self._vqa.answer(self.encoder, model, image, text, self.vocabulary)
             self.error = None
-        except self._fusion.QuestionError as err:
+        except self._vqa.QuestionError as err:
             self.result, self.error = None, str(err)
         picture = image.astype(np.float64)
         if self.result is not None and self.result["attention"] is not None:

@@ -15,7 +15,7 @@ import keras  # noqa: E402
 
 from mmcourse import artifacts, config, device  # noqa: E402
 from mmcourse.data import shapes  # noqa: E402
-from mmcourse.models import fusion as F  # noqa: E402
+from mmcourse.models import vqa as F  # noqa: E402
 
 
 def _relu(x):
