@@ -29,6 +29,7 @@ MODEL_COMMANDS = {
     "retrieval": "mmcourse train retrieval --profile full --out data/retrieval",
     "vae": "mmcourse train vae --profile full --out data/vae",
     "cvae": "mmcourse train vae --conditional --profile full --out data/cvae",
+    "judge": "mmcourse train judge --profile full --seed 3 --out data/judge",
 }
 
 

@@ -11,6 +11,7 @@
                 captioner [--fusion inject|merge|attention]
                 retrieval
                 vqa [--fusion early|late|product|film|attention]
+                judge                     (the scene reader that judges drawings; evaluates, not a course model)
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
 
 Each `train` target is a subparser declared with :func:`_add_train_target` (parsing stays
@@ -64,7 +65,8 @@ def _train(args: argparse.Namespace, module: str, **options) -> dict:
 
     if args.cpu_replicas and args.cpu_replicas > 1:
         device.split_cpu(args.cpu_replicas)  # first, before anything starts TensorFlow's runtime
-    command = importlib.import_module(f"mmcourse.models.{module}").train_command
+    package = "metrics" if module == "judge" else "models"
+    command = importlib.import_module(f"mmcourse.{package}.{module}").train_command
     return command(args.out, profile=args.profile, seed=args.seed, precision=args.precision, cpu_replicas=args.cpu_replicas, **options)
 
 
@@ -128,6 +130,15 @@ def _cmd_train_vqa(args: argparse.Namespace) -> int:
 
     kinds = importlib.import_module(f"mmcourse.models.{VQA_MODULE}").KINDS
     print("  " + " · ".join(f"{kind} {m[kind]:.3f}" for kind in kinds))
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_train_judge(args: argparse.Namespace) -> int:
+    m = _train(args, "judge")
+    print(f"scene judge in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
+    print(f"reads {m['read_accuracy']:.3f} of {m['test_images']:,} fresh real scenes exactly; "
+          f"single objects with a clean outline: {m['outline_at_least_0.8']:.3f}")
     print(f"metrics in {args.out / 'metrics.json'}")
     return 0
 
@@ -232,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     vqa = _add_train_target(train_sub, "vqa", "visual question answering on Shapes with one fusion strategy; accuracy per question type", _cmd_train_vqa)
     vqa.add_argument("--fusion", choices=["early", "late", "product", "film", "attention"], default="attention", help="how image and question meet (default attention)")
+
+    _add_train_target(train_sub, "judge", "the scene judge that reads drawings back (it evaluates the generative models)", _cmd_train_judge)
 
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")

@@ -11,7 +11,7 @@ from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.models import autoencoder as AE
 from mmcourse.models import generative as G
-from mmcourse.models import judge as J
+from mmcourse.metrics import judge as J
 from mmcourse.models import vae as V
 from mmcourse.models.gan import GAN
 

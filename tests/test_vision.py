@@ -9,7 +9,7 @@ import pytest
 from mmcourse import device, training
 from mmcourse.data import shapes
 from mmcourse.models import vision
-from mmcourse.models.judge import SceneJudge
+from mmcourse.metrics.judge import SceneJudge
 
 import keras  # noqa: E402  (vision imported TensorFlow quietly first)
 

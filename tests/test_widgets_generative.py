@@ -5,7 +5,7 @@ import pytest
 
 from mmcourse.data import shapes
 from mmcourse.models import vae as V
-from mmcourse.models import judge as J
+from mmcourse.metrics import judge as J
 from mmcourse.models import vision
 from mmcourse.widgets import LatentSliders, TextToImage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["autoencoder", "captioning", "embeddings", "gan", "generative", "judge", "retrieval", "sequence", "vae", "vision", "vqa"]
+__all__ = ["autoencoder", "captioning", "embeddings", "gan", "generative", "retrieval", "sequence", "vae", "vision", "vqa"]
 
 
 def __getattr__(name: str):

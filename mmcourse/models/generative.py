@@ -167,7 +167,7 @@ def measure(model: VAE, test: shapes.ShapesDataset, *, quick: bool = False, seed
     prior samples (plain model), or whether images drawn from each test image's first
     caption are true to it, with the reconstructions as a ceiling (conditional model).
     """
-    from mmcourse.models.judge import SceneJudge
+    from mmcourse.metrics.judge import SceneJudge
 
     x_test = to_unit(test.images)
     test_captions = [c[0] for c in test.captions]

@@ -8,6 +8,10 @@ colour and size, seeing it alone on the background, as it was trained. The relat
 comes from the objects' centres. ``shapes.parse_caption(caption).is_true_of(scene)``
 then says whether the caption holds. Measure the judge on real images before trusting it
 on generated ones (:meth:`SceneJudge.read_accuracy`).
+
+It evaluates models; it is not one of the course's models, so it lives beside the metrics.
+A judge trained once ships in ``data/judge`` (``mmcourse train judge --profile full``), so
+that tests and demos that only need to read drawings do not train one: :meth:`SceneJudge.load`.
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mmcourse import device, training
+from pathlib import Path
+
+from mmcourse import artifacts, device, training
 from mmcourse.data import shapes
 from mmcourse.models import vision
 
-__all__ = ["SceneJudge", "outline_iou", "segment"]
+__all__ = ["SceneJudge", "outline_iou", "segment", "train_command", "TRAIN_SIZES", "MODEL_FILE"]
+
+#: (training images, epochs) of `mmcourse train judge` in each profile
+TRAIN_SIZES = {"quick": (1_500, 3), "full": (6_000, 5)}
+MODEL_FILE = "judge.keras"
 
 _THRESHOLD = 90  # summed |pixel − background| over RGB that counts as "object"
 _MIN_PIXELS = 20  # regions smaller than this are noise (a small triangle covers about 70)
@@ -95,6 +105,16 @@ class SceneJudge:
         vision.train_attribute_classifier(classifier, data, epochs=epochs, batch_size=64, callbacks=list(callbacks), seed=seed)
         return cls(classifier)
 
+    def save(self, out) -> Path:
+        """Write the classifier to ``out/judge.keras`` (no optimizer state)."""
+        return artifacts.save_model(self.classifier, Path(out) / MODEL_FILE)
+
+    @classmethod
+    def load(cls, folder=None) -> SceneJudge:
+        """The judge saved in ``folder`` (default: the shipped one, ``data/judge``, checksum-verified)."""
+        folder = artifacts.shipped("judge") if folder is None else Path(folder)
+        return cls(artifacts.load_model(folder / MODEL_FILE))
+
     def read(self, images) -> list[shapes.Scene | None]:
         """The scene each image shows (``None`` where no object is found)."""
         return [_scene([obj for obj, _ in found]) for found in self._objects(images)]
@@ -160,3 +180,33 @@ def _scene(objects: list[shapes.ShapeObject]) -> shapes.Scene | None:
     else:
         first, second, relation = (a, b, "above") if dy > 0 else (b, a, "above")
     return shapes.Scene((first, second), relation)
+
+
+def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", cpu_replicas=None, progress: bool = True) -> dict:
+    """What ``mmcourse train judge`` does: train a judge (:data:`TRAIN_SIZES`), measure how exactly
+    it reads 1,000 fresh real scenes (``read_accuracy``) and how many single-object images it reads
+    as one clean object, and write ``judge.keras`` and ``metrics.json``."""
+    import time
+
+    from mmcourse import config
+
+    profile = config.profile(profile)
+    seed = training.check_seed(seed)
+    out = artifacts.prepare_out(out)
+    n, epochs = TRAIN_SIZES[profile.name]
+    test = shapes.generate(1_000, seed=(seed, 2))
+    single = shapes.generate(500, seed=(seed, 3), objects=(1,))
+    callbacks = []
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks = [TqdmCallback(verbose=0, desc="train judge")]
+    with device.use(precision, cpu_replicas) as run:
+        start = time.perf_counter()
+        judge = SceneJudge.train(n, epochs, seed=seed, callbacks=callbacks)
+        seconds = time.perf_counter() - start
+        outline = judge.outline_match(single.images)
+        metrics = {"train_images": n, "epochs": epochs, "test_images": len(test), "read_accuracy": judge.read_accuracy(test),
+                   "single_objects_read_exactly": judge.read_accuracy(single), "outline_at_least_0.8": float((outline >= 0.8).mean())}
+        judge.save(out)
+        return artifacts.write_metrics(out, metrics, run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
