@@ -36,6 +36,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from mmcourse.checks import check_positive_int
 from mmcourse._tf import runtime_started, tensorflow
 
 tf = tensorflow()
@@ -146,8 +147,7 @@ def split_cpu(replicas: int) -> list[str]:
     """Divide the CPU into ``replicas`` logical devices (once, before TensorFlow's runtime starts);
     return their names. They share the same cores: this tests the several-device path, it does
     not speed anything up."""
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise ValueError(f"cpu_replicas must be a positive whole number, got {replicas!r}")
+    check_positive_int(replicas, "cpu_replicas")
     cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
     if current is not None and len(current) >= replicas:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from mmcourse.checks import check_positive_int
+
 __all__ = [
     "PADDINGS",
     "KERNELS",
@@ -82,8 +84,7 @@ def output_size(n: int, k: int, padding: str | int = "valid", stride: int = 1) -
     stride 1), whatever ``k`` is. ``padding`` may also be ``p`` itself.
     """
     for value, what in ((n, "n (the input length)"), (k, "k (the kernel size)"), (stride, "stride")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{what} must be a positive whole number, got {value!r}")
+        check_positive_int(value, what)
     _check_padding(padding)
     if padding == "same":
         return -(-n // stride)  # ⌈n / s⌉

@@ -19,13 +19,14 @@ import random
 import numpy as np
 
 from mmcourse._tf import tensorflow
+from mmcourse.checks import check_seed
 
 tf = tensorflow()
 
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["compile", "LossScaleOptimizer", "seeded", "replica_share", "as_float32", "gather_replicas", "check_positive_int", "check_seed"]
+__all__ = ["compile", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
 
 
 @contextlib.contextmanager
@@ -78,20 +79,6 @@ def gather_replicas(x):
     return context.all_gather(x, axis=0)
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` as an ``int`` if it is a whole number of at least 1; else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
-def check_seed(seed) -> int:
-    """``seed`` as an ``int`` if it is a whole number of at least 0; else ``ValueError``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
-    return int(seed)
-
-
 class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     """Keras's loss-scaling optimizer, made safe on several replicas.
 
@@ -110,10 +97,34 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         return super().apply(grads, trainable_variables)
 
 
-def compile(model: keras.Model, optimizer, **kwargs) -> keras.Model:
-    """``model.compile(optimizer, **kwargs)``, with the loss-scaling optimizer the model's dtype
-    policy needs (mixed precision: :class:`LossScaleOptimizer`; float32: ``optimizer`` as it is)."""
-    if model.dtype_policy.name == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer = LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, **kwargs)
+def for_precision(optimizer, policy: str, *, initial_scale: float = 2.0**15):
+    """``optimizer`` ready for a model of dtype policy ``policy``: under ``mixed_float16`` wrapped in
+    :class:`LossScaleOptimizer` (whose scale starts at ``initial_scale`` and adapts), else as it is."""
+    optimizer = keras.optimizers.get(optimizer)
+    if policy == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = LossScaleOptimizer(optimizer, initial_scale=initial_scale)
+    return optimizer
+
+
+def compile(model: keras.Model, optimizer, *, initial_scale: float = 2.0**15, **kwargs) -> keras.Model:
+    """``model.compile(optimizer, **kwargs)`` with the optimizer :func:`for_precision` the model's policy."""
+    model.compile(optimizer=for_precision(optimizer, model.dtype_policy.name, initial_scale=initial_scale), **kwargs)
     return model
+
+
+def replica_normal(n, dim: int, seed):
+    """Standard normal noise ``(n, dim)`` for this replica's ``n`` rows of the global batch.
+
+    On one device: ``keras.random.normal((n, dim), seed=seed)``. On several replicas each
+    one draws the noise of the *whole* global batch from the same seed (a
+    ``keras.random.SeedGenerator`` advances in step on every replica) and keeps its own rows,
+    so a model trained on two replicas draws exactly the noise it would draw on one device,
+    and the two runs can be compared number for number.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return keras.random.normal((n, dim), seed=seed)
+    sizes = context.all_gather(ops.reshape(ops.cast(n, "int32"), (1,)), axis=0)  # every replica's rows, in batch order
+    start = ops.sum(sizes[: context.replica_id_in_sync_group])
+    noise = keras.random.normal((ops.sum(sizes), dim), seed=seed)
+    return ops.slice(noise, (start, 0), (n, dim))

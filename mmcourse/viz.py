@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
+
 __all__ = [
     "show_images",
     "overlay_scene",
@@ -24,8 +26,7 @@ __all__ = [
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so that small images stay crisp on screen."""
-    if factor < 1:
-        raise ValueError(f"factor must be at least 1, got {factor}")
+    check_positive_int(factor, "factor")
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 

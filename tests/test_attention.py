@@ -68,7 +68,7 @@ def test_additive_attention_matches_its_formula_in_numpy(qkv):
     assert np.allclose(context, expected @ v, atol=1e-5)
     c1, w1 = layer(q[:, 0], k, v)  # one query per example
     assert c1.shape == (2, 5) and w1.shape == (2, 6)
-    with pytest.raises(ValueError, match="units must be a positive integer"):
+    with pytest.raises(ValueError, match="units must be a positive whole number"):
         A.AdditiveAttention(units=0)
 
 

@@ -274,11 +274,11 @@ def test_model_config_round_trip_and_argument_errors():
     model = E.SkipGram(50, 7, seed=2, name="sg")
     clone = E.SkipGram.from_config(model.get_config())
     assert (clone.vocab_size, clone.dim, clone.seed, clone.name) == (50, 7, 2, "sg")
-    with pytest.raises(ValueError, match="vocab_size must be an integer of at least 2"):
+    with pytest.raises(ValueError, match="vocab_size must be a whole number of at least 2"):
         E.SkipGram(1, 8)
-    with pytest.raises(ValueError, match="dim must be a positive integer"):
+    with pytest.raises(ValueError, match="dim must be a positive whole number"):
         E.SkipGram(10, 0)
-    with pytest.raises(ValueError, match="window must be at least 1"):
+    with pytest.raises(ValueError, match="window must be a positive whole number"):
         E.context_pairs(np.arange(5), window=0)
     with pytest.raises(ValueError, match="lower min_count"):
         E.build_vocabulary([["a", "b"]], min_count=2)

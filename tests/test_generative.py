@@ -94,7 +94,7 @@ def test_two_replicas_train_like_one_device(kind, trained):
     """The same 4 SGD steps on one device and on two CPU replicas (each gets 8 of the 16 images).
 
     The noise (the VAE's reparameterisation ε, the GAN's z) is drawn for the global batch
-    and sliced per replica (:func:`mmcourse.models.vae.replica_normal`), and batch
+    and sliced per replica (:func:`mmcourse.training.replica_normal`), and batch
     normalisation is synchronised, so both runs compute the same thing; nothing is switched
     off. Tolerance: relative 2e-4 per epoch's mean loss, for float32 sums taken in another
     order (each replica sums its half of the batch), grown over 4 steps: measured at most
@@ -112,12 +112,12 @@ def test_replica_noise_is_the_one_device_noise():
     """Two replicas with an odd batch (4 + 3 rows): together they draw what one device draws."""
     tf = tensorflow()
     with device.use("float32"):
-        one = V.replica_normal(7, 2, keras.random.SeedGenerator(3)).numpy()
+        one = training.replica_normal(7, 2, keras.random.SeedGenerator(3)).numpy()
     with device.use("float32", 2) as run:
         with run.strategy.scope():
             generator = keras.random.SeedGenerator(3)
         batches = run.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(np.arange(7.0)).batch(7))
-        step = tf.function(lambda rows: run.strategy.run(lambda r: (r, V.replica_normal(tf.shape(r)[0], 2, generator)), args=(rows,)))
+        step = tf.function(lambda rows: run.strategy.run(lambda r: (r, training.replica_normal(tf.shape(r)[0], 2, generator)), args=(rows,)))
         rows, noise = step(next(iter(batches)))
     local = lambda t: np.concatenate([part.numpy() for part in run.strategy.experimental_local_results(t)])  # noqa: E731
     assert local(rows).tolist() == list(range(7)) and [len(p) for p in run.strategy.experimental_local_results(rows)] == [4, 3]

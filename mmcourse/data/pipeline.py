@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
+
 __all__ = ["image_caption_dataset"]
 
 
@@ -40,8 +42,7 @@ def image_caption_dataset(
         raise ValueError(
             f"tokens must be (n, length) or (n, captions, length) with n = {len(images)} images, got shape {tokens.shape}"
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_positive_int(batch_size, "batch_size")
     per_image = 1 if tokens.ndim == 2 else tokens.shape[1]
     flat_tokens = tf.constant(tokens.reshape(-1, tokens.shape[-1]).astype(np.int32))
     image_table = tf.constant(images)

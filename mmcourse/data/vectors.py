@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
+
 __all__ = [
     "UnknownWordError",
     "WordVectors",
@@ -103,8 +105,7 @@ class WordVectors:
         return float(self.unit(a) @ self.unit(b))
 
     def _ranked(self, query: np.ndarray, exclude: Iterable[int], k: int) -> list[tuple[str, float]]:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_positive_int(k, "k")
         scores = self._unit @ (query / max(float(np.linalg.norm(query)), 1e-12))
         scores[list(exclude)] = -np.inf
         k = min(k, int(np.isfinite(scores).sum()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 
 tensorflow()
@@ -119,9 +120,7 @@ class AdditiveAttention(keras.layers.Layer):
 
     def __init__(self, units: int, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}")
-        self.units = units
+        self.units = check_positive_int(units, "units")
         self.supports_masking = True
 
     def build(self, query_shape, key_shape=None, value_shape=None):
@@ -163,10 +162,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def __init__(self, num_heads: int, key_dim: int, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("num_heads", num_heads), ("key_dim", key_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.num_heads, self.key_dim = num_heads, key_dim
+        self.num_heads, self.key_dim = check_positive_int(num_heads, "num_heads"), check_positive_int(key_dim, "key_dim")
         self.supports_masking = True
 
     def build(self, query_shape, value_shape=None, key_shape=None):

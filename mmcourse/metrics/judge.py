@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from pathlib import Path
 
+from mmcourse.checks import check_seed
 from mmcourse import artifacts, device, training
 from mmcourse.data import shapes
 from mmcourse.models import vision
@@ -98,7 +99,7 @@ class SceneJudge:
         reads only about 0.6 of real scenes exactly; at 6,000 × 5, seeds 0-5 read 0.970, 0.990,
         0.997, 0.993, 1.000 and 0.990 of 300 real scenes exactly (``shapes.generate(300,
         seed=(3, 99))``). Always check :meth:`read_accuracy` before trusting one."""
-        seed = training.check_seed(seed)
+        seed = check_seed(seed)
         data = shapes.splits(train=n, seed=seed + 101, objects=(1,))["train"]
         with device.strategy().scope(), training.seeded(seed):
             classifier = vision.build_attribute_classifier(vision.build_image_encoder(channels=channels), seed=seed)
@@ -191,7 +192,7 @@ def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", 
     from mmcourse import config
 
     profile = config.profile(profile)
-    seed = training.check_seed(seed)
+    seed = check_seed(seed)
     out = artifacts.prepare_out(out)
     n, epochs = TRAIN_SIZES[profile.name]
     test = shapes.generate(1_000, seed=(seed, 2))

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
 from mmcourse import device
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
-from mmcourse.training import check_positive_int, seeded
+from mmcourse.training import seeded
 from mmcourse.training import compile as compile_model
 
 tensorflow()  # quietly, before Keras imports it

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
 
 tf = tensorflow()
@@ -50,7 +51,7 @@ from keras import ops  # noqa: E402
 from mmcourse import artifacts, device  # noqa: E402
 from mmcourse.data.text import Vocabulary, load_corpus  # noqa: E402
 from mmcourse.data.vectors import UnknownWordError, WordVectors  # noqa: E402
-from mmcourse.training import as_float32, check_positive_int, check_seed, seeded  # noqa: E402
+from mmcourse.training import as_float32, seeded  # noqa: E402
 from mmcourse.training import compile as compile_model  # noqa: E402
 
 __all__ = [
@@ -87,8 +88,7 @@ def build_vocabulary(sentences: Sequence[Sequence[str]], min_count: int = 5) -> 
     The vocabulary is a :class:`~mmcourse.data.text.Vocabulary`, so ids 0–3 are its special
     tokens; they never occur in running text and get count 0 (so they are never sampled).
     """
-    if min_count < 1:
-        raise ValueError(f"min_count must be at least 1, got {min_count}")
+    check_positive_int(min_count, "min_count")
     vocab = Vocabulary.build(sentences, min_count=min_count)
     if len(vocab) <= len(Vocabulary().words):
         raise ValueError(f"no word occurs {min_count} times or more; lower min_count or use a larger corpus")
@@ -132,8 +132,7 @@ def context_pairs(
         ``(centres, contexts)``, two int32 arrays of equal length, grouped by offset
         (−window … −1, 1 … window), not by position.
     """
-    if window < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
+    check_positive_int(window, "window")
     ids = np.asarray(ids)
     if ids.ndim != 1:
         raise ValueError(f"ids must be 1-D (one id per word), got shape {ids.shape}")
@@ -245,10 +244,8 @@ class SkipGram(keras.Model):
 
     def __init__(self, vocab_size: int, dim: int = 100, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
-            raise ValueError(f"vocab_size must be an integer of at least 2, got {vocab_size!r}")
-        if not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        check_positive_int(vocab_size, "vocab_size", minimum=2)
+        check_positive_int(dim, "dim")
         self.vocab_size = int(vocab_size)
         self.dim = int(dim)
         self.seed = seed

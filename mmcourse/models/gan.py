@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.models.autoencoder import build_image_decoder
-from mmcourse.models.vae import replica_normal
-from mmcourse.training import LossScaleOptimizer, as_float32, check_positive_int, replica_share
+from mmcourse.training import as_float32, for_precision, replica_normal, replica_share
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -66,10 +66,7 @@ class GAN(keras.Model):
         super().compile(optimizer=None, **kwargs)
         optimizers = []
         for optimizer in (d_optimizer, g_optimizer):
-            optimizer = optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-            if self.dtype_policy.name == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                optimizer = LossScaleOptimizer(optimizer)
-            optimizers.append(optimizer)
+            optimizers.append(for_precision(optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5), self.dtype_policy.name))
         self.d_optimizer, self.g_optimizer = optimizers
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse import artifacts, config, device
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.models.autoencoder import to_unit
 from mmcourse.models.vae import VAE, caption_vocabulary, encode_captions
-from mmcourse.training import check_positive_int, check_seed, seeded
+from mmcourse.training import seeded
 
 tensorflow()  # quietly, before Keras imports it
 import keras  # noqa: E402

@@ -25,11 +25,12 @@ import math
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.models.autoencoder import build_image_decoder, build_image_encoder, to_unit
-from mmcourse.training import LossScaleOptimizer, as_float32, check_positive_int, replica_share
+from mmcourse.training import as_float32, for_precision, replica_normal, replica_share
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -43,7 +44,6 @@ __all__ = [
     "kl_monte_carlo",
     "caption_vocabulary",
     "encode_captions",
-    "replica_normal",
     "VAE",
     "importance_log_likelihood",
 ]
@@ -124,24 +124,6 @@ def encode_captions(captions, vocabulary: Vocabulary | None = None) -> np.ndarra
 # --------------------------------------------------------------------------- noise on several replicas
 
 
-def replica_normal(n, dim: int, seed):
-    """Standard normal noise ``(n, dim)`` for this replica's ``n`` rows of the global batch.
-
-    On one device: ``keras.random.normal((n, dim), seed=seed)``. On several replicas each
-    one draws the noise of the *whole* global batch from the same seed (a
-    ``keras.random.SeedGenerator`` advances in step on every replica) and keeps its own rows,
-    so a model trained on two replicas draws exactly the noise it would draw on one device,
-    and the two runs can be compared number for number.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return keras.random.normal((n, dim), seed=seed)
-    sizes = context.all_gather(ops.reshape(ops.cast(n, "int32"), (1,)), axis=0)  # every replica's rows, in batch order
-    start = ops.sum(sizes[: context.replica_id_in_sync_group])
-    noise = keras.random.normal((ops.sum(sizes), dim), seed=seed)
-    return ops.slice(noise, (start, 0), (n, dim))
-
-
 # --------------------------------------------------------------------------- the VAE
 
 
@@ -180,7 +162,7 @@ class VAE(keras.Model):
     :meth:`compute_loss` computes the loss from them in float32. Metrics while training (per
     image, nats): ``loss`` (−ELBO with β), ``reconstruction`` (−E_q[log p(x|z)]) and ``kl``.
     The reparameterisation noise comes from the model's own seed generator, drawn for the
-    global batch (:func:`replica_normal`): one device and several replicas train alike.
+    global batch (:func:`mmcourse.training.replica_normal`): one device and several replicas train alike.
     """
 
     def __init__(self, latent_dim: int = 8, *, beta: float = 1.0, sigma: float = PIXEL_SIGMA, vocab_size: int = 0, decoder: str = "broadcast", **kwargs):
@@ -224,10 +206,7 @@ class VAE(keras.Model):
     def compile(self, optimizer="adam", **kwargs):
         """Keras's ``compile``; under mixed precision the optimizer is wrapped in
         :class:`mmcourse.training.LossScaleOptimizer` starting at :data:`INITIAL_LOSS_SCALE`."""
-        optimizer = keras.optimizers.get(optimizer)
-        if self.dtype_policy.name == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer = LossScaleOptimizer(optimizer, initial_scale=INITIAL_LOSS_SCALE)
-        super().compile(optimizer=optimizer, **kwargs)
+        super().compile(optimizer=for_precision(optimizer, self.dtype_policy.name, initial_scale=INITIAL_LOSS_SCALE), **kwargs)
 
     # -- the pieces, each usable on its own in a notebook
     def condition(self, caption_ids):

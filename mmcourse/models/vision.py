@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
 
 tf = tensorflow()
@@ -145,7 +146,7 @@ def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learni
         outputs = None
     if not isinstance(encoder, keras.Model) or not isinstance(outputs, dict) or "pooled" not in outputs:
         raise ValueError("build_attribute_classifier takes an encoder made by build_image_encoder(), with a 'pooled' output")
-    hidden = training.check_positive_int(hidden, "hidden")
+    hidden = check_positive_int(hidden, "hidden")
     with device.strategy().scope(), training.seeded(seed):
         inputs = keras.Input(IMAGE_SHAPE, name="image")
         h = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(encoder(inputs)["pooled"])
@@ -200,8 +201,8 @@ def train_attribute_classifier(
     The images are reshuffled every epoch in an order drawn from ``seed``; ``batch_size`` is
     the global batch (split between replicas when the model was built under several).
     """
-    batch_size = training.check_positive_int(batch_size, "batch_size")
-    epochs = training.check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    epochs = check_positive_int(epochs, "epochs")
     batches, steps = shuffled_batches(preprocess(train.images), attribute_targets(train), batch_size=batch_size, epochs=epochs, seed=seed)
     validation = None if val is None else (preprocess(val.images), attribute_targets(val))
     callbacks = list(callbacks)
@@ -326,10 +327,10 @@ def pretrain_image_encoder(n_images: int = 4_000, epochs: int = 4, *, channels: 
     compiled under :func:`mmcourse.device.strategy`: inside ``device.use(...)`` it trains with
     that block's precision and replicas; ``batch_size`` is the global batch.
     """
-    n_images = training.check_positive_int(n_images, "n_images")
-    epochs = training.check_positive_int(epochs, "epochs")
-    batch_size = training.check_positive_int(batch_size, "batch_size")
-    seed = training.check_seed(seed)
+    n_images = check_positive_int(n_images, "n_images")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
     callbacks = []
     if progress:
         from tqdm.keras import TqdmCallback

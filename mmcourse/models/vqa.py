@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse import artifacts, device, training
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
@@ -207,7 +208,7 @@ class FiLM(keras.layers.Layer):
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
-        self.channels = training.check_positive_int(channels, "channels")
+        self.channels = check_positive_int(channels, "channels")
 
     def build(self, features_shape, condition_shape=None):
         if features_shape[-1] != self.channels:
@@ -257,7 +258,7 @@ class VQAModel(keras.Model):
             raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
         vocab_size = len(question_vocabulary()) if vocab_size is None else vocab_size
         for name, value in (("vocab_size", vocab_size), ("units", units), ("embed_dim", embed_dim), ("heads", heads)):
-            training.check_positive_int(value, name)
+            check_positive_int(value, name)
         if units % heads:
             raise ValueError(f"units ({units}) must be a multiple of heads ({heads})")
         if not 0 <= dropout < 1:
@@ -407,8 +408,8 @@ def train_vqa(grids, data: VQAData, *, fusion: str = "attention", epochs: int = 
     Returns ``(model, history, seconds)``.
     """
     grids = _check_grids(grids, data)
-    epochs = training.check_positive_int(epochs, "epochs")
-    batch_size = training.check_positive_int(batch_size, "batch_size")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
     with device.strategy().scope(), training.seeded(seed):
         model = VQAModel(fusion, **model_args)
         # Built here, not at the first step of fit: layers that make their weights in build() (FiLM,
@@ -526,10 +527,10 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     if fusion not in MODELS:
         raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
     chosen = config.profile(profile)
-    seed = training.check_seed(seed)
+    seed = check_seed(seed)
     device.resolve_precision(precision)
     if cpu_replicas is not None:
-        training.check_positive_int(cpu_replicas, "cpu_replicas")
+        check_positive_int(cpu_replicas, "cpu_replicas")
     out = artifacts.prepare_out(out)
     n_images, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
     with device.use(precision, cpu_replicas) as run:
