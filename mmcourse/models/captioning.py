@@ -31,6 +31,7 @@ import numpy as np
 
 from mmcourse import artifacts, config, device
 from mmcourse import training as training_lib
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -98,8 +99,7 @@ class Captioner(keras.Model):
         super().__init__(**kwargs)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
-        if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 5:
-            raise ValueError(f"vocab_size must be the vocabulary's length (at least 5), got {vocab_size!r}")
+        check_positive_int(vocab_size, "vocab_size (the vocabulary's length)", minimum=5)
         self.vocab_size, self.fusion, self.channels = int(vocab_size), fusion, int(channels)
         self.embed_dim, self.units, self.attention_units = int(embed_dim), int(units), int(attention_units)
         self.attention_weight = float(attention_weight)
@@ -276,8 +276,7 @@ def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: 
     """Keep the ``beam_width`` most likely partial captions (by summed log-probability) at
     every step; a caption ends at ``<end>``. Returns ``(caption, attention (words + 1, 8, 8),
     log_probability)`` of the best finished caption. ``beam_width = 1`` is greedy decoding."""
-    if not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
-        raise ValueError(f"beam_width must be a positive whole number, got {beam_width!r}")
+    check_positive_int(beam_width, "beam_width")
     start, end = vocabulary.index("<start>"), vocabulary.index("<end>")
     grid, pooled, state = model.encode(np.asarray(image)[None])
     beams = [(0.0, [start], ops.convert_to_numpy(state)[0], [])]  # (log p, tokens, state, attention maps)
@@ -350,9 +349,9 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     in :func:`mmcourse.device.strategy`'s scope, so inside ``device.use(precision, cpu_replicas)``
     it trains under that precision and on those replicas; ``batch_size`` is the global batch.
     """
-    seed = training_lib.check_seed(seed)
-    epochs = training_lib.check_positive_int(epochs, "epochs")
-    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
     with device.strategy().scope(), training_lib.seeded(seed):
         model = Captioner(len(vocabulary), fusion=fusion, **model_args)  # built where it is made
         steps = -(-len(images) // batch_size) * epochs
@@ -424,10 +423,10 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
     chosen = config.profile(profile)
-    seed = training_lib.check_seed(seed)
+    seed = check_seed(seed)
     device.resolve_precision(precision)
     if cpu_replicas is not None:
-        training_lib.check_positive_int(cpu_replicas, "cpu_replicas")
+        check_positive_int(cpu_replicas, "cpu_replicas")
     out = artifacts.prepare_out(out)
     n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
     with device.use(precision, cpu_replicas) as run:

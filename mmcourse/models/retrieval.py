@@ -40,6 +40,7 @@ import numpy as np
 
 from mmcourse import artifacts, config, device
 from mmcourse import training as training_lib
+from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
@@ -311,11 +312,9 @@ class DualEncoder(keras.Model):
         super().__init__(**kwargs)
         if text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 5:
-            raise ValueError(f"vocab_size must be the vocabulary's length (at least 5), got {vocab_size!r}")
+        check_positive_int(vocab_size, "vocab_size (the vocabulary's length)", minimum=5)
         for name, value in (("dim", dim), ("embed_dim", embed_dim), ("units", units)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+            check_positive_int(value, name)
         self.vocab_size, self.text_encoder, self.dim, self.channels = int(vocab_size), text_encoder, int(dim), int(channels)
         self.embed_dim, self.units, self.semantic_positives = int(embed_dim), int(units), bool(semantic_positives)
         self.hard_negatives = bool(hard_negatives)
@@ -452,8 +451,8 @@ def retrieval_dataset(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, bat
     it (an image and its twin may then sit on two replicas), and the loss gathers the shares
     back into the whole batch, in order, before comparing images with captions. Orders and
     draws are fixed before the batches are split, so one device and several see the same."""
-    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
-    epochs = training_lib.check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    epochs = check_positive_int(epochs, "epochs")
     group = 2 if twins else 1  # an image and its twin stay together
     if len(data) * group < batch_size:
         raise ValueError(f"{len(data)} images make no full batch of {batch_size}; use more images or a smaller batch_size")
@@ -510,9 +509,9 @@ def train_dual_encoder(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, te
     it trains under that precision and on those replicas; ``batch_size`` is the global batch
     (the contrastive loss always compares the whole of it).
     """
-    seed = training_lib.check_seed(seed)
-    epochs = training_lib.check_positive_int(epochs, "epochs")
-    batch_size = training_lib.check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
     stream = retrieval_dataset(data, vocabulary, batch_size=batch_size, seed=seed, twins=twins, epochs=epochs)
     steps = len(data) * (2 if twins else 1) // batch_size  # a pass: full batches only
     with device.strategy().scope(), training_lib.seeded(seed):
@@ -644,10 +643,10 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     if text_encoder not in TEXT_ENCODERS:
         raise ValueError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
     chosen = config.profile(profile)
-    seed = training_lib.check_seed(seed)
+    seed = check_seed(seed)
     device.resolve_precision(precision)
     if cpu_replicas is not None:
-        training_lib.check_positive_int(cpu_replicas, "cpu_replicas")
+        check_positive_int(cpu_replicas, "cpu_replicas")
     out = artifacts.prepare_out(out)
     n, epochs = TRAIN_SIZES[chosen.name]
     train = shapes.generate(n, seed=(seed, 1))
