@@ -112,7 +112,7 @@ def test_the_encoder_is_copied_frozen_and_the_loss_falls(float32_run, encoder):
         np.testing.assert_array_equal(mine, theirs)  # training the decoder left the encoder as it was
 
 
-def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder):
+def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder, tmp_path):
     """Under mixed_float16 the decoder computes in float16 (logits and the loss in float32): the
     same seed gives the same per-pass losses up to float16 rounding. Tolerance 0.01 (absolute,
     on losses about 3.3): float16 keeps 11 significant bits, about 5e-4 relative per rounding;
@@ -125,6 +125,13 @@ def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder):
     assert history["loss"][-1] < history["loss"][0]
     np.testing.assert_allclose(history["loss"], expected["loss"], atol=0.01)
     np.testing.assert_allclose(history["word_loss"], expected["word_loss"], atol=0.01)
+    # saved and loaded where the global policy is float32, it computes as it trained: in float16
+    C.save(model, vocab, tmp_path)
+    loaded, _ = C.load(tmp_path)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert loaded.dtype_policy.name == loaded.cell.dtype_policy.name == loaded.encoder.layers[1].dtype_policy.name == "mixed_float16"
+    assert loaded.classifier.dtype_policy.name == "float32"  # the logits
+    assert C.greedy_decode(loaded, data.images[:4], vocab)[0] == C.greedy_decode(model, data.images[:4], vocab)[0]
 
 
 def sgd_fit(data, vocab, encoder, cpu_replicas=None):
@@ -139,7 +146,7 @@ def sgd_fit(data, vocab, encoder, cpu_replicas=None):
             model = C.Captioner(len(vocab), **SIZES)
             model.encoder.trainable = False
             training.compile(model, keras.optimizers.SGD(1.0))
-        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, callbacks=[steps])
+        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
     return model, history.history, steps, run
 
 

@@ -189,7 +189,7 @@ def test_the_loss_of_a_batch_is_info_nce_with_positives_and_hard_negatives(train
     assert loss == pytest.approx(numpy_info_nce_with_negatives(x, y, n, scale, positives, negative_positives), rel=1e-4)
 
 
-def test_mixed_precision_trains_like_float32(float32_run, vocab, data):
+def test_mixed_precision_trains_like_float32(float32_run, vocab, data, tmp_path):
     """Under mixed_float16 the towers compute in float16 (unit vectors, temperature and loss in
     float32). Before any step the two models are the same weights, so the first loss agrees up
     to float16 rounding (rtol 5e-3: 11 significant bits, rounded at every layer; measured
@@ -205,6 +205,13 @@ def test_mixed_precision_trains_like_float32(float32_run, vocab, data):
     assert 0 < skipped < len(steps.applied) // 2  # some skipped while the scale was found, most applied
     assert history["loss"][-1] < history["loss"][0] and np.all(np.isfinite(model.get_weights()[0]))
     assert history["loss"][-1] == pytest.approx(expected["loss"][-1], abs=0.1)
+    # saved and loaded where the global policy is float32, it computes as it trained: in float16
+    R.save(model, vocab, tmp_path)
+    loaded, _ = R.load(tmp_path)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert loaded.reader.dtype_policy.name == loaded.image_encoder.layers[1].dtype_policy.name == "mixed_float16"
+    assert loaded.unit.dtype_policy.name == loaded.logit_scale.dtype_policy.name == "float32"
+    np.testing.assert_array_equal(R.embed_images(loaded, data.images[:4]), R.embed_images(model, data.images[:4]))
 
 
 def sgd_fit(data, vocab, cpu_replicas=None, epochs=2):
@@ -219,7 +226,7 @@ def sgd_fit(data, vocab, cpu_replicas=None, epochs=2):
         with run.strategy.scope(), training.seeded(0):
             model = R.DualEncoder(len(vocab), **SIZES)
             training.compile(model, keras.optimizers.SGD(1.0))
-        history = model.fit(stream, epochs=epochs, steps_per_epoch=2 * len(data) // BATCH, verbose=0, callbacks=[steps])
+        history = model.fit(stream, epochs=epochs, steps_per_epoch=2 * len(data) // BATCH, verbose=0, shuffle=False, callbacks=[steps])
     return model, history.history, steps, run
 
 

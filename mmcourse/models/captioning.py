@@ -106,13 +106,15 @@ class Captioner(keras.Model):
         if looks not in (1, 2):
             raise ValueError(f"looks must be 1 or 2, got {looks!r}")
         self.looks = int(looks) if fusion == "attention" else 0
-        self.encoder = vision.build_image_encoder(channels=self.channels)
-        self.embedding = keras.layers.Embedding(self.vocab_size, self.embed_dim, name="word_vectors")
-        self.init_state = keras.layers.Dense(self.units, activation="tanh", name="init_state")
-        self.cell = keras.layers.GRUCell(self.units, name="decoder_cell")
-        self.attention = AdditiveAttention(self.attention_units, name="attention") if fusion == "attention" else None
-        self.second_look = AdditiveAttention(self.attention_units, name="second_look") if self.looks == 2 else None
-        self.hidden = keras.layers.Dense(self.units, activation="tanh", name="pre_output")
+        # every layer takes the model's dtype policy (so a model trained in mixed precision loads as it trained)
+        policy = self.dtype_policy
+        self.encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
+        self.embedding = keras.layers.Embedding(self.vocab_size, self.embed_dim, dtype=policy, name="word_vectors")
+        self.init_state = keras.layers.Dense(self.units, activation="tanh", dtype=policy, name="init_state")
+        self.cell = keras.layers.GRUCell(self.units, dtype=policy, name="decoder_cell")
+        self.attention = AdditiveAttention(self.attention_units, dtype=policy, name="attention") if fusion == "attention" else None
+        self.second_look = AdditiveAttention(self.attention_units, dtype=policy, name="second_look") if self.looks == 2 else None
+        self.hidden = keras.layers.Dense(self.units, activation="tanh", dtype=policy, name="pre_output")
         self.classifier = keras.layers.Dense(self.vocab_size, name="next_word", dtype="float32")  # logits in float32
         # Keras tracks the loss itself; these two are reported beside it (over the global batch)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("word_loss", "word_accuracy")}

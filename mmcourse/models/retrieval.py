@@ -319,20 +319,22 @@ class DualEncoder(keras.Model):
         self.embed_dim, self.units, self.semantic_positives = int(embed_dim), int(units), bool(semantic_positives)
         self.hard_negatives = bool(hard_negatives)
         self.initial_temperature = float(initial_temperature)
+        # every layer takes the model's dtype policy (so a model trained in mixed precision loads as it trained)
+        policy = self.dtype_policy
         # image tower: CNN grid → narrow 1×1 convolution → flatten (keeps where) → MLP → unit vector
-        self.image_encoder = vision.build_image_encoder(channels=self.channels)
-        self.image_narrow = keras.layers.Conv2D(16, 1, activation="relu", name="image_narrow")
-        self.image_flatten = keras.layers.Flatten(name="image_flatten")
-        self.image_hidden = keras.layers.Dense(2 * self.units, activation="relu", name="image_hidden")
-        self.image_projection = keras.layers.Dense(self.dim, name="image_projection")
+        self.image_encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
+        self.image_narrow = keras.layers.Conv2D(16, 1, activation="relu", dtype=policy, name="image_narrow")
+        self.image_flatten = keras.layers.Flatten(dtype=policy, name="image_flatten")
+        self.image_hidden = keras.layers.Dense(2 * self.units, activation="relu", dtype=policy, name="image_hidden")
+        self.image_projection = keras.layers.Dense(self.dim, dtype=policy, name="image_projection")
         # text tower: word vectors → GRU (or their mean) → projection → unit vector
-        self.word_vectors = keras.layers.Embedding(self.vocab_size, self.embed_dim, mask_zero=True, name="word_vectors")
+        self.word_vectors = keras.layers.Embedding(self.vocab_size, self.embed_dim, mask_zero=True, dtype=policy, name="word_vectors")
         if text_encoder == "gru":
-            self.reader = keras.layers.GRU(self.units, name="text_gru")
+            self.reader = keras.layers.GRU(self.units, dtype=policy, name="text_gru")
         else:
-            self.reader = keras.layers.GlobalAveragePooling1D(name="text_mean")
-        self.text_hidden = keras.layers.Dense(self.units, activation="relu", name="text_hidden")
-        self.text_projection = keras.layers.Dense(self.dim, name="text_projection")
+            self.reader = keras.layers.GlobalAveragePooling1D(dtype=policy, name="text_mean")
+        self.text_hidden = keras.layers.Dense(self.units, activation="relu", dtype=policy, name="text_hidden")
+        self.text_projection = keras.layers.Dense(self.dim, dtype=policy, name="text_projection")
         self.unit = keras.layers.UnitNormalization(name="l2_normalise", dtype="float32")  # unit vectors in float32
         self.logit_scale = LogitScale(self.initial_temperature, name="logit_scale", dtype="float32")
         # Keras tracks the loss itself; these two are reported beside it
