@@ -7,7 +7,6 @@ PORT   ?= 8888
 
 # Keep TensorFlow's C++ start-up chatter out of notebooks and test output.
 export TF_CPP_MIN_LOG_LEVEL := 2
-export TF_ENABLE_ONEDNN_OPTS := 0
 
 # JupyterLab refuses to start as root unless told; containers often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -21,7 +21,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @contextlib.contextmanager

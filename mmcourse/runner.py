@@ -78,7 +78,6 @@ def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool
     saved = os.environ.get(PROFILE_ENV)
     os.environ[PROFILE_ENV] = profile  # the kernel inherits the environment
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     start = time.perf_counter()
     error = ""
     try:
