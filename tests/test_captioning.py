@@ -16,9 +16,10 @@ from mmcourse.models import vision
 
 # The tiny captioner every training test shares: 48 images, batches of 16, 2 passes = 6 steps,
 # on the grids of a frozen encoder (the path `mmcourse train captioner` takes), λ = 0.1 so that
-# the attention regulariser is part of the loss.
+# the attention regulariser is part of the loss, on the first 8 words of each caption (tracing
+# the decoder unrolled over all 15 costs more than these steps do).
 SIZES = dict(channels=8, units=16, attention_units=8, attention_weight=0.1)
-EPOCHS, BATCH = 2, 16
+EPOCHS, BATCH, WORDS = 2, 16, 8
 
 
 class StepLosses(keras.callbacks.Callback):
@@ -49,17 +50,30 @@ def encoder():
         return vision.build_image_encoder(channels=SIZES["channels"])
 
 
-def train(data, vocab, encoder, precision="float32", cpu_replicas=None):
+def fit(data, vocab, encoder, precision="float32", cpu_replicas=None):
+    """The decoder built and compiled as ``train_captioner`` does it (in ``device.use``'s strategy
+    scope, from a seed, on the frozen encoder's grids), trained with plain SGD (learning rate 1):
+    its step is proportional to the gradient, so a gradient twice or half what it should be
+    changes the steps (Adam's step is nearly the same for a gradient of any scale: it would
+    hide that). ``train_captioner`` itself runs in the command test."""
+    steps = StepLosses()
+    grids = vision.encode(encoder, data.images, output="grid")
+    stream = C.caption_dataset(grids, data.captions, vocab, batch_size=BATCH, seed=0, epochs=EPOCHS)
+    stream = stream.map(lambda x, y: ((x[0], x[1][:, :WORDS]), y[:, :WORDS]))
     with device.use(precision, cpu_replicas) as run:
-        model, history, seconds = C.train_captioner(data.images, data.captions, vocab, epochs=EPOCHS, batch_size=BATCH, seed=0,
-                                                    encoder=encoder, progress=False, **SIZES)
-    return model, history, run
+        with run.strategy.scope(), training.seeded(0):
+            model = C.Captioner(len(vocab), **SIZES)
+            model.encoder.set_weights(encoder.get_weights())
+            model.encoder.trainable = False
+            training.compile(model, keras.optimizers.SGD(1.0))
+        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
+    return model, history.history, steps, run
 
 
 @pytest.fixture(scope="module")
 def float32_run(data, vocab, encoder):
     """The single-device float32 run the other precisions and replica counts are compared with."""
-    return train(data, vocab, encoder)
+    return fit(data, vocab, encoder)
 
 
 @pytest.fixture(scope="module")
@@ -103,27 +117,18 @@ def test_padding_does_not_change_the_loss(model, vocab, data):
     assert float(loss) == pytest.approx(per_word[mask].mean() + 0.1 * ((1 - seen) ** 2).sum(-1).mean() / 64, rel=1e-5)
 
 
-def test_the_encoder_is_copied_frozen_and_the_loss_falls(float32_run, encoder):
-    model, history, _ = float32_run
-    assert history["loss"][-1] < history["loss"][0] and history["word_loss"][-1] < history["word_loss"][0]
-    assert 0 <= history["word_accuracy"][-1] <= 1
-    assert not model.encoder.trainable
-    for mine, theirs in zip(model.encoder.get_weights(), encoder.get_weights()):
-        np.testing.assert_array_equal(mine, theirs)  # training the decoder left the encoder as it was
-
-
 def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder, tmp_path):
     """Under mixed_float16 the decoder computes in float16 (logits and the loss in float32): the
-    same seed gives the same per-pass losses up to float16 rounding. Tolerance 0.01 (absolute,
+    same seed gives the same per-step losses up to float16 rounding. Tolerance 0.01 (absolute,
     on losses about 3.3): float16 keeps 11 significant bits, about 5e-4 relative per rounding;
-    measured difference 1e-5. This decoder's gradients fit float16 at Keras's first loss scale
-    (2^15), so no step is skipped and the runs stay in step."""
-    _, expected, _ = float32_run
-    model, history, run = train(data, vocab, encoder, precision="mixed")
+    measured ≤ 2e-5. This decoder's gradients fit float16 at Keras's first loss scale (2^15), so
+    no step is skipped and the runs stay in step."""
+    _, expected, expected_steps, _ = float32_run
+    model, history, steps, run = fit(data, vocab, encoder, precision="mixed")
     assert run.precision == "mixed_float16" and model.dtype_policy.name == "mixed_float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert history["loss"][-1] < history["loss"][0]
-    np.testing.assert_allclose(history["loss"], expected["loss"], atol=0.01)
+    assert history["loss"][-1] < history["loss"][0] and expected["loss"][-1] < expected["loss"][0]
+    np.testing.assert_allclose(steps.losses, expected_steps.losses, atol=0.01)
     np.testing.assert_allclose(history["word_loss"], expected["word_loss"], atol=0.01)
     # saved and loaded where the global policy is float32, it computes as it trained: in float16
     C.save(model, vocab, tmp_path)
@@ -134,23 +139,7 @@ def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder, 
     assert C.greedy_decode(loaded, data.images[:4], vocab)[0] == C.greedy_decode(model, data.images[:4], vocab)[0]
 
 
-def sgd_fit(data, vocab, encoder, cpu_replicas=None):
-    """The decoder trained with plain SGD (learning rate 1) on the frozen encoder's grids: its
-    step is proportional to the gradient, so a gradient twice or half what it should be changes
-    the steps (Adam's step is nearly the same for a gradient of any scale: it would hide that)."""
-    steps = StepLosses()
-    grids = vision.encode(encoder, data.images, output="grid")
-    stream = C.caption_dataset(grids, data.captions, vocab, batch_size=BATCH, seed=0, epochs=EPOCHS)
-    with device.use("float32", cpu_replicas) as run:
-        with run.strategy.scope(), training.seeded(0):
-            model = C.Captioner(len(vocab), **SIZES)
-            model.encoder.trainable = False
-            training.compile(model, keras.optimizers.SGD(1.0))
-        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
-    return model, history.history, steps, run
-
-
-def test_two_replicas_train_like_one_device(data, vocab, encoder):
+def test_two_replicas_train_like_one_device(float32_run, data, vocab, encoder):
     """Two CPU replicas, each with half of every batch: the loss is the masked mean over the
     words of the *global* batch (per-caption sums gathered from both replicas), so it is the
     one-device loss, and the gradients summed across replicas are the one-device gradients.
@@ -158,10 +147,9 @@ def test_two_replicas_train_like_one_device(data, vocab, encoder):
     the batch is split), so 6 SGD steps agree up to the order of float32 sums: rtol 1e-5
     (measured identical to 6 decimals). Without replica_share (gradients summed, not averaged)
     every reported loss doubles and the steps double."""
-    _, expected, expected_steps, _ = sgd_fit(data, vocab, encoder)
-    model, history, steps, run = sgd_fit(data, vocab, encoder, cpu_replicas=2)
+    _, expected, expected_steps, _ = float32_run
+    model, history, steps, run = fit(data, vocab, encoder, cpu_replicas=2)
     assert run.replicas == 2 and model.distribute_strategy.num_replicas_in_sync == 2
-    assert expected["loss"][-1] < expected["loss"][0]
     np.testing.assert_allclose(steps.losses, expected_steps.losses, rtol=1e-5)
     for key in ("loss", "word_loss", "word_accuracy"):
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
@@ -239,18 +227,31 @@ def test_caption_dataset_draws_every_reference(vocab, data):
 
 
 def test_train_command_writes_what_it_measured(tmp_path, monkeypatch, vocab):
-    """The command's model, reloaded, gives the exact match metrics.json says (same test split)."""
+    """`mmcourse train captioner` on a tiny budget: metrics.json in the shared schema; the model,
+    reloaded, holds the pre-trained encoder unchanged (frozen while the decoder trained) and gives
+    the exact match metrics.json says (same test split). (Float32: the same command in mixed
+    precision takes twice as long on a CPU; the mixed path is tested above.)"""
     monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (64, 1, 64, 1), "full": (64, 1, 64, 1)})
     monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=40))
+    pretrained, real = [], vision.pretrain_image_encoder
+
+    def pretrain(*args, **kwargs):  # the real one, keeping the encoder it returns
+        pretrained.append(real(*args, **kwargs))
+        return pretrained[-1]
+
+    monkeypatch.setattr(vision, "pretrain_image_encoder", pretrain)
     metrics = C.train_command(tmp_path, profile="quick", seed=3, precision="float32", progress=False)
     saved = artifacts.read_metrics(tmp_path)
     assert saved == json.loads(json.dumps(metrics))
     assert list(saved)[:9] == ["profile", "seed", "test_seed", "train_seconds", "precision", "replicas", "device", "versions", "command"]
     assert (saved["profile"], saved["seed"], saved["test_seed"], saved["precision"], saved["replicas"]) == ("quick", 3, [3, 2], "float32", 1)
     assert saved["train_seconds"] == pytest.approx(saved["encoder_seconds"] + saved["decoder_seconds"])
-    assert saved["test_images"] == 40 and saved["fusion"] == "attention"
-    model, loaded_vocab = C.load(tmp_path)
-    assert loaded_vocab == vocab and model.fusion == "attention"
+    assert saved["encoder_seconds"] == pretrained[0][2]
+    assert saved["test_images"] == 40 and saved["fusion"] == "attention" and np.isfinite(saved["final_loss"])
+    model, loaded_vocab = C.load(tmp_path)  # checked against the SHA256 the command wrote
+    assert loaded_vocab == vocab and model.fusion == "attention" and not model.compiled
+    for mine, theirs in zip(model.encoder.get_weights(), pretrained[0][0].get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # training the decoder left the encoder as it was
     test = shapes.generate(40, seed=(3, 2))
     assert C.evaluate(model, test, loaded_vocab)["exact_match"] == saved["exact_match"]
 

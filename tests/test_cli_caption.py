@@ -1,4 +1,5 @@
-"""`mmcourse caption` through a real subprocess: good, missing, non-image and truncated files."""
+"""`mmcourse caption`: good, missing, non-image and truncated files through a real subprocess
+(exit status, stdout and stderr as a shell sees them); the other exits through `cli.main`."""
 
 import os
 import subprocess
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmcourse import training
+from mmcourse import cli, training
 from mmcourse.data import shapes
 from mmcourse.models import captioning as C
 
@@ -67,16 +68,19 @@ def read_like_cli(path):
     return load_image(path, 64)
 
 
-def test_caption_all_good_exits_zero(model_dir, tmp_path):
+def test_caption_all_good_exits_zero(model_dir, tmp_path, capsys):
     path = tmp_path / "one.png"
     Image.fromarray(shapes.generate(1, seed=8).images[0]).save(path)
-    result = run_cli("caption", "--model", model_dir, path)
-    assert result.returncode == 0 and result.stdout.startswith(f"{path}\t") and not result.stderr.strip()
+    assert cli.main(["caption", "--model", str(model_dir), str(path)]) == 0
+    out = capsys.readouterr()
+    model, vocab = C.load(model_dir)
+    assert out.out == f"{path}\t{C.greedy_decode(model, read_like_cli(path)[None], vocab)[0][0]}\n" and not out.err.strip()
 
 
-def test_caption_without_a_model_says_what_to_pass(tmp_path):
+def test_caption_without_a_model_says_what_to_pass(tmp_path, capsys):
     path = tmp_path / "one.png"
     Image.fromarray(shapes.generate(1, seed=8).images[0]).save(path)
-    result = run_cli("caption", "--model", tmp_path / "empty", path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no captioner.keras in" in result.stderr and "mmcourse train captioner --out DIR" in result.stderr
+    assert cli.main(["caption", "--model", str(tmp_path / "empty"), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert "no captioner.keras in" in err and "mmcourse train captioner --out DIR" in err

@@ -16,14 +16,14 @@ from mmcourse.data import shapes
 from mmcourse.models import retrieval as R
 
 # The tiny dual encoder every training test shares: 48 images and their 48 twins, batches of
-# 16 (8 pairs), 3 passes = 18 steps, with semantic positives and hard negatives.
+# 16 (8 pairs), 2 passes = 12 steps, with semantic positives and hard negatives.
 SIZES = dict(channels=8, dim=16, embed_dim=8, units=16)
-EPOCHS, BATCH = 3, 16
+EPOCHS, BATCH = 2, 16
 
 
 class StepLosses(keras.callbacks.Callback):
-    """The loss Keras reports after every step (a running mean over the pass) and whether the
-    step was applied (a loss-scaling optimizer skips the steps whose gradients overflow)."""
+    """The loss Keras reports after every step (a running mean over the pass) and how many steps
+    the optimizer has applied (a loss-scaling optimizer skips the steps whose gradients overflow)."""
 
     def __init__(self):
         super().__init__()
@@ -44,18 +44,28 @@ def data():
     return shapes.generate(48, seed=21)
 
 
-def train(data, vocab, precision="float32", cpu_replicas=None):
+def fit(data, vocab, precision="float32", cpu_replicas=None):
+    """The dual encoder built and compiled as ``train_dual_encoder`` does it (in ``device.use``'s
+    strategy scope, from a seed), trained with plain SGD (learning rate 1): its step is
+    proportional to the gradient, so a gradient twice or half what it should be changes the
+    steps. (Adam's step is nearly the same for a gradient of any scale, and for gradients near
+    zero its first step is ± the learning rate whichever way float32 rounding tips them: it
+    hides the first error and amplifies rounding.) ``train_dual_encoder`` itself runs in the
+    command test."""
     steps = StepLosses()
+    stream = R.retrieval_dataset(data, vocab, batch_size=BATCH, seed=0, twins=True, epochs=EPOCHS)
     with device.use(precision, cpu_replicas) as run:
-        model, history, _ = R.train_dual_encoder(data, vocab, epochs=EPOCHS, batch_size=BATCH, learning_rate=3e-3, seed=0,
-                                                 progress=False, callbacks=[steps], **SIZES)
-    return model, history, steps, run
+        with run.strategy.scope(), training.seeded(0):
+            model = R.DualEncoder(len(vocab), **SIZES)
+            training.compile(model, keras.optimizers.SGD(1.0))
+        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=2 * len(data) // BATCH, verbose=0, shuffle=False, callbacks=[steps])
+    return model, history.history, steps, run
 
 
 @pytest.fixture(scope="module")
 def float32_run(vocab, data):
     """The single-device float32 run the other precisions and replica counts are compared with."""
-    return train(data, vocab)
+    return fit(data, vocab)
 
 
 @pytest.fixture(scope="module")
@@ -193,18 +203,18 @@ def test_mixed_precision_trains_like_float32(float32_run, vocab, data, tmp_path)
     """Under mixed_float16 the towers compute in float16 (unit vectors, temperature and loss in
     float32). Before any step the two models are the same weights, so the first loss agrees up
     to float16 rounding (rtol 5e-3: 11 significant bits, rounded at every layer; measured
-    ~1e-3). Keras's loss-scaling optimizer then skips the first steps while it halves its scale
-    from 2^15 until the CNN's gradients fit float16 (measured: 5 steps), so the mixed model
-    lags by those steps; by the last pass both have settled and their losses agree within
-    0.1 (measured: 0.01, on losses near 3.7)."""
+    6e-4). Keras's loss-scaling optimizer then skips the first steps while it halves its scale
+    from 2^15 until the CNN's gradients fit float16 (measured: 5 of 12), so the mixed model lags
+    by those steps; by the second pass both have settled and their losses agree within 0.05
+    (measured: 0.003, on losses near 3.1)."""
     _, expected, expected_steps, _ = float32_run
-    model, history, steps, run = train(data, vocab, precision="mixed")
+    model, history, steps, run = fit(data, vocab, precision="mixed")
     assert run.precision == "mixed_float16" and isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert steps.losses[0] == pytest.approx(expected_steps.losses[0], rel=5e-3)
     skipped = len(steps.applied) - steps.applied[-1]
-    assert 0 < skipped < len(steps.applied) // 2  # some skipped while the scale was found, most applied
-    assert history["loss"][-1] < history["loss"][0] and np.all(np.isfinite(model.get_weights()[0]))
-    assert history["loss"][-1] == pytest.approx(expected["loss"][-1], abs=0.1)
+    assert 0 < skipped <= len(steps.applied) // 2  # some skipped while the scale was found, the rest applied
+    assert history["loss"][-1] < history["loss"][0] and all(np.isfinite(w).all() for w in model.get_weights())
+    assert history["loss"][-1] == pytest.approx(expected["loss"][-1], abs=0.05)
     # saved and loaded where the global policy is float32, it computes as it trained: in float16
     R.save(model, vocab, tmp_path)
     loaded, _ = R.load(tmp_path)
@@ -214,23 +224,7 @@ def test_mixed_precision_trains_like_float32(float32_run, vocab, data, tmp_path)
     np.testing.assert_array_equal(R.embed_images(loaded, data.images[:4]), R.embed_images(model, data.images[:4]))
 
 
-def sgd_fit(data, vocab, cpu_replicas=None, epochs=2):
-    """The dual encoder trained with plain SGD (learning rate 1): its step is proportional to the
-    gradient, so a gradient twice or half what it should be changes the steps. (Adam's step is
-    nearly the same for a gradient of any scale, and for gradients near zero its first step is
-    ± the learning rate whichever way float32 rounding tips them: it hides the first error and
-    amplifies rounding.)"""
-    steps = StepLosses()
-    stream = R.retrieval_dataset(data, vocab, batch_size=BATCH, seed=0, twins=True, epochs=epochs)
-    with device.use("float32", cpu_replicas) as run:
-        with run.strategy.scope(), training.seeded(0):
-            model = R.DualEncoder(len(vocab), **SIZES)
-            training.compile(model, keras.optimizers.SGD(1.0))
-        history = model.fit(stream, epochs=epochs, steps_per_epoch=2 * len(data) // BATCH, verbose=0, shuffle=False, callbacks=[steps])
-    return model, history.history, steps, run
-
-
-def test_two_replicas_train_like_one_device(vocab, data):
+def test_two_replicas_train_like_one_device(float32_run, vocab, data):
     """Two CPU replicas, each with half of every batch (an image and its twin may land on
     different replicas): the loss gathers image, caption and hard-negative vectors and their
     meaning codes from both replicas, so each replica computes the contrastive loss of the whole
@@ -239,10 +233,9 @@ def test_two_replicas_train_like_one_device(vocab, data):
     of float32 sums: rtol 1e-4 (measured 7e-6). Without replica_share (gradients summed, not
     averaged) every reported loss doubles and the steps double; each replica contrasting only
     its own half would change the first loss by about log 2."""
-    _, expected, expected_steps, _ = sgd_fit(data, vocab)
-    model, history, steps, run = sgd_fit(data, vocab, cpu_replicas=2)
+    _, expected, expected_steps, _ = float32_run
+    model, history, steps, run = fit(data, vocab, cpu_replicas=2)
     assert run.replicas == 2 and model.distribute_strategy.num_replicas_in_sync == 2
-    assert expected["loss"][-1] < expected["loss"][0]
     np.testing.assert_allclose(steps.losses, expected_steps.losses, rtol=1e-4)
     for key in ("loss", "accuracy", "temperature"):
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-4, err_msg=key)
@@ -293,7 +286,8 @@ def test_save_and_load(trained, vocab, data, tmp_path):
 
 
 def test_evaluate_and_train_command(monkeypatch, tmp_path, capsys):
-    """`mmcourse train retrieval` end to end; the model it saved, reloaded, gives the Recall@K it wrote."""
+    """`mmcourse train retrieval` end to end (train_dual_encoder with Adam and its cosine steps);
+    the model it saved, reloaded, gives the Recall@K it wrote."""
     monkeypatch.setattr(R, "TRAIN_SIZES", {"quick": (128, 1), "full": (128, 1)})
     monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=60))
     assert cli.main(["train", "retrieval", "--profile", "quick", "--out", str(tmp_path), "--seed", "3", "--precision", "float32"]) == 0
