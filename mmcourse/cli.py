@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     captioner = _add_train_target(train_sub, "captioner", "the attention captioner on Shapes images; metrics on a fresh test split", _cmd_train_captioner)
     captioner.add_argument("--fusion", choices=["inject", "merge", "attention"], default="attention", help="how image and words meet (default attention)")
 
-    retrieval = _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
+    _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
 
     vqa = _add_train_target(train_sub, "vqa", "visual question answering on Shapes with one fusion strategy; accuracy per question type", _cmd_train_vqa)
     vqa.add_argument("--fusion", choices=["early", "late", "product", "film", "attention"], default="attention", help="how image and question meet (default attention)")

@@ -19,14 +19,14 @@ import random
 import numpy as np
 
 from mmcourse._tf import tensorflow
-from mmcourse.checks import check_seed
+from mmcourse.checks import check_positive_int, check_seed
 
 tf = tensorflow()
 
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["compile", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
+__all__ = ["start_command", "compile", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
 
 
 @contextlib.contextmanager
@@ -95,6 +95,20 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
             finite = 1.0 - ops.minimum(overflowed, 1.0)
             grads = [None if g is None else g / ops.cast(finite, g.dtype) for g in grads]  # x/0: not finite anywhere
         return super().apply(grads, trainable_variables)
+
+
+def start_command(out, *, profile=None, seed=0, precision: str = "auto", cpu_replicas=None):
+    """What every ``train_command`` does first, before any data or training: check the profile,
+    seed, precision and replica count, and create (or check writable) ``out``.
+    Returns ``(profile, seed, out)`` as a :class:`mmcourse.config.Profile`, an ``int`` and a ``Path``."""
+    from mmcourse import artifacts, config, device
+
+    chosen = config.profile(profile)
+    seed = check_seed(seed)
+    device.resolve_precision(precision)
+    if cpu_replicas is not None:
+        check_positive_int(cpu_replicas, "cpu_replicas")
+    return chosen, seed, artifacts.prepare_out(out)
 
 
 def for_precision(optimizer, policy: str, *, initial_scale: float = 2.0**15):

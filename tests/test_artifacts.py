@@ -91,7 +91,7 @@ def _mmcourse(*args, env=None):
     return out, time.perf_counter() - start
 
 
-@pytest.mark.parametrize("case", ["unwritable", "file", "seed", "fusion", "profile", "replicas"])
+@pytest.mark.parametrize("case", ["unwritable", "file", "seed", "fusion", "profile", "replicas", "judge"])
 def test_train_commands_fail_fast_with_one_line(tmp_path, case):
     """Checked before TensorFlow loads: one line on stderr, exit status 2, no traceback, in seconds."""
     (tmp_path / "file").write_text("x")
@@ -103,6 +103,7 @@ def test_train_commands_fail_fast_with_one_line(tmp_path, case):
         "fusion": ["vqa", "--out", str(tmp_path / "out"), "--fusion", "sideways"],
         "profile": target,
         "replicas": [*target, "--cpu-replicas", "0"],
+        "judge": ["judge", "--out", str(tmp_path / "out"), "--precision", "half"],
     }[case]
     if case == "profile":
         env = {"MMCOURSE_PROFILE": "fast"}
@@ -114,5 +115,5 @@ def test_train_commands_fail_fast_with_one_line(tmp_path, case):
     assert not (tmp_path / "out").exists() or case != "seed"  # nothing written on a bad argument
     expected = {"unwritable": "cannot write into --out", "file": "is a file, not a folder", "seed": "must be at least 0",
                 "fusion": "invalid choice: 'sideways'", "profile": "MMCOURSE_PROFILE='fast' is not a profile",
-                "replicas": "must be positive"}[case]
+                "replicas": "must be positive", "judge": "invalid choice: 'half'"}[case]
     assert expected in lines[0]

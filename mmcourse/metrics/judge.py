@@ -189,11 +189,7 @@ def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", 
     as one clean object, and write ``judge.keras`` and ``metrics.json``."""
     import time
 
-    from mmcourse import config
-
-    profile = config.profile(profile)
-    seed = check_seed(seed)
-    out = artifacts.prepare_out(out)
+    profile, seed, out = training.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n, epochs = TRAIN_SIZES[profile.name]
     test = shapes.generate(1_000, seed=(seed, 2))
     single = shapes.generate(500, seed=(seed, 3), objects=(1,))

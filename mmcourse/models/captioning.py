@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse import artifacts, config, device
+from mmcourse import artifacts, device
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
@@ -424,12 +424,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
-    chosen = config.profile(profile)
-    seed = check_seed(seed)
-    device.resolve_precision(precision)
-    if cpu_replicas is not None:
-        check_positive_int(cpu_replicas, "cpu_replicas")
-    out = artifacts.prepare_out(out)
+    chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
     with device.use(precision, cpu_replicas) as run:
         encoder, _, encoder_seconds = vision.pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)

@@ -51,7 +51,7 @@ from keras import ops  # noqa: E402
 from mmcourse import artifacts, device  # noqa: E402
 from mmcourse.data.text import Vocabulary, load_corpus  # noqa: E402
 from mmcourse.data.vectors import UnknownWordError, WordVectors  # noqa: E402
-from mmcourse.training import as_float32, seeded  # noqa: E402
+from mmcourse.training import as_float32, seeded, start_command  # noqa: E402
 from mmcourse.training import compile as compile_model  # noqa: E402
 
 __all__ = [
@@ -564,15 +564,10 @@ def train_command(
     """
     from dataclasses import replace
 
-    from mmcourse import config
-
     if corpus not in CORPUS_DEFAULTS:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(CORPUS_DEFAULTS)}")
-    profile = config.profile_name(profile)
-    seed = check_seed(seed)
-    device.resolve_precision(precision)
-    if cpu_replicas is not None:
-        check_positive_int(cpu_replicas, "cpu_replicas")
+    chosen, seed, out = start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
+    profile = chosen.name
     if epochs is None:
         epochs = QUICK_EPOCHS[corpus] if profile == "quick" else CORPUS_DEFAULTS[corpus].epochs
     epochs = check_positive_int(epochs, "epochs")
@@ -580,7 +575,6 @@ def train_command(
     if dim is not None:
         changes["dim"] = check_positive_int(dim, "dim")
     settings = replace(CORPUS_DEFAULTS[corpus], **changes)
-    out = artifacts.prepare_out(out)
 
     sentences = load_corpus(corpus, seed=seed) if corpus == "shapes" else load_corpus(corpus)
     with device.use(precision, cpu_replicas) as run:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse.checks import check_positive_int, check_seed
-from mmcourse import artifacts, config, device
+from mmcourse.checks import check_positive_int
+from mmcourse import artifacts, device
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.models.autoencoder import to_unit
 from mmcourse.models.vae import VAE, caption_vocabulary, encode_captions
-from mmcourse.training import seeded
+from mmcourse.training import seeded, start_command
 
 tensorflow()  # quietly, before Keras imports it
 import keras  # noqa: E402
@@ -96,13 +96,8 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     of the model's reconstructions of the test images that are. ``train_seconds`` covers
     ``fit`` and the calibration of batch normalisation.
     """
-    profile = config.profile(profile)
-    seed = check_seed(seed)
     latent_dim = check_positive_int(latent_dim, "latent_dim")
-    device.resolve_precision(precision)
-    if cpu_replicas is not None:
-        check_positive_int(cpu_replicas, "cpu_replicas")
-    out = artifacts.prepare_out(out)
+    profile, seed, out = start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     kind = "conditional" if conditional else "plain"
     n, epochs = TRAIN_SIZES[profile.name][kind]
 

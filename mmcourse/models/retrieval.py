@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse import artifacts, config, device
+from mmcourse import artifacts, device
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
@@ -644,12 +644,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     """
     if text_encoder not in TEXT_ENCODERS:
         raise ValueError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
-    chosen = config.profile(profile)
-    seed = check_seed(seed)
-    device.resolve_precision(precision)
-    if cpu_replicas is not None:
-        check_positive_int(cpu_replicas, "cpu_replicas")
-    out = artifacts.prepare_out(out)
+    chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n, epochs = TRAIN_SIZES[chosen.name]
     train = shapes.generate(n, seed=(seed, 1))
     test = shapes.generate(chosen.n_test, seed=(seed, 2))

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse.checks import check_positive_int, check_seed
+from mmcourse.checks import check_positive_int
 from mmcourse import artifacts, device, training
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
@@ -522,16 +522,9 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     ``accuracy``, one accuracy per question type, the majority baseline's, ``final_loss``.
     The arguments are checked and ``out`` prepared before anything trains.
     """
-    from mmcourse import config
-
     if fusion not in MODELS:
         raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
-    chosen = config.profile(profile)
-    seed = check_seed(seed)
-    device.resolve_precision(precision)
-    if cpu_replicas is not None:
-        check_positive_int(cpu_replicas, "cpu_replicas")
-    out = artifacts.prepare_out(out)
+    chosen, seed, out = training.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n_images, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
     with device.use(precision, cpu_replicas) as run:
         encoder, encoder_history, encoder_seconds = pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)
