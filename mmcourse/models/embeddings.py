@@ -566,14 +566,14 @@ def train_command(
 
     if corpus not in CORPUS_DEFAULTS:
         raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(CORPUS_DEFAULTS)}")
+    changes = {} if dim is None else {"dim": check_positive_int(dim, "dim")}
+    if epochs is not None:
+        check_positive_int(epochs, "epochs")
     chosen, seed, out = start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     profile = chosen.name
     if epochs is None:
         epochs = QUICK_EPOCHS[corpus] if profile == "quick" else CORPUS_DEFAULTS[corpus].epochs
-    epochs = check_positive_int(epochs, "epochs")
-    changes = {"epochs": epochs, "seed": seed}
-    if dim is not None:
-        changes["dim"] = check_positive_int(dim, "dim")
+    changes.update(epochs=int(epochs), seed=seed)
     settings = replace(CORPUS_DEFAULTS[corpus], **changes)
 
     sentences = load_corpus(corpus, seed=seed) if corpus == "shapes" else load_corpus(corpus)
