@@ -11,7 +11,13 @@ with stride ``s``, after padding ``x`` with zeros. :func:`conv2d` follows
 extra row and column go at the bottom and the right).
 
 Images are channels-last: ``(height, width)``, ``(height, width, channels)`` or a batch
-``(n, height, width, channels)``. Nothing here needs TensorFlow.
+``(n, height, width, channels)``.
+
+Pixel values come in two conventions, uint8 in ``[0, 255]`` (as images are stored and
+drawn) and float32 in ``[0, 1]`` (as networks take them). :func:`to_unit` and
+:func:`to_uint8` are the one way across, in numpy; :func:`to_unit_tensor` is the same step
+inside a model's graph. Nothing here needs TensorFlow, except :func:`to_unit_tensor`, which
+imports Keras when it is called.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from mmcourse.checks import check_positive_int
 
 __all__ = [
+    "to_unit",
+    "to_uint8",
+    "to_unit_tensor",
     "PADDINGS",
     "KERNELS",
     "gaussian_kernel",
@@ -47,6 +56,61 @@ KERNELS: dict[str, np.ndarray] = {
     "laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32),
     "emboss": np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32),
 }
+
+
+def to_unit(images, *, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """RGB images as networks take them: a float32 batch ``(n, height, width, 3)`` in ``[0, 1]``.
+
+    uint8 images are divided by 255; float images must already lie in ``[0, 1]`` (a float
+    image in ``[0, 255]`` would otherwise train on values 255 times too large, silently).
+    One image ``(height, width, 3)`` becomes a batch of one. ``shape``: the
+    ``(height, width, 3)`` a network requires, checked here with a message that says so.
+    """
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if shape is not None and (x.ndim != 4 or x.shape[1:] != tuple(shape)):
+        h, w, c = shape
+        raise ValueError(
+            f"expected {h}×{w} RGB images, shape (n, {h}, {w}, {c}) or ({h}, {w}, {c}); got {np.shape(images)}. "
+            "Shapes-world images already have this shape; resize other images first (e.g. skimage.transform.resize)."
+        )
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must have shape (n, height, width, 3) or (height, width, 3), got {np.shape(images)}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images must be uint8 in [0, 255] or floats in [0, 1]; got dtype {x.dtype}")
+    if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise ValueError(
+            f"float images must lie in [0, 1], these span [{float(x.min()):.3g}, {float(x.max()):.3g}]; "
+            "divide uint8 images by 255 (or pass them as uint8)"
+        )
+    return x.astype(np.float32, copy=False)
+
+
+def to_uint8(images) -> np.ndarray:
+    """Images as they are stored and drawn: a uint8 batch in ``[0, 255]``.
+
+    uint8 images pass unchanged; floats in ``[0, 1]`` are scaled by 255, rounded and clipped
+    (a decoder's pixels may overshoot the range a little). One image ``(height, width,
+    channels)`` becomes a batch of one.
+    """
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.dtype != np.uint8:
+        x = np.clip(np.rint(x.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    return x
+
+
+def to_unit_tensor(images):
+    """:func:`to_unit` inside a model's graph: uint8 images become float32 in ``[0, 1]``; float
+    images (already in ``[0, 1]``, or features) pass unchanged. Shapes are the caller's to check."""
+    from keras import ops
+
+    x = ops.convert_to_tensor(images)
+    return ops.cast(x, "float32") / 255.0 if x.dtype == "uint8" else x
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:

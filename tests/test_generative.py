@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import keras
-from mmcourse import device, training
+from mmcourse import device, imageops, training
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.models import autoencoder as AE
@@ -25,7 +25,7 @@ LOSSES = {"vae": ("loss",), "cvae": ("loss",), "gan": ("d_loss", "g_loss")}
 
 @pytest.fixture(scope="module")
 def images():
-    return AE.to_unit(shapes.generate(32, seed=3).images)
+    return imageops.to_unit(shapes.generate(32, seed=3).images)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def captioned():
     """Images, their first captions' ids and the vocabulary."""
     data = shapes.generate(32, seed=6)
     vocab = V.caption_vocabulary()
-    return AE.to_unit(data.images), V.encode_captions([c[0] for c in data.captions], vocab), vocab
+    return imageops.to_unit(data.images), V.encode_captions([c[0] for c in data.captions], vocab), vocab
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +159,10 @@ def test_gan_samples_images(trained):
 
 def test_to_unit_and_noise():
     raw = shapes.generate(2, seed=0).images
-    x = AE.to_unit(raw)
+    x = imageops.to_unit(raw)
     assert x.dtype == np.float32 and np.allclose(x * 255, raw)
     with pytest.raises(ValueError, match="divide uint8 images by 255"):
-        AE.to_unit(raw.astype(np.float32))
+        imageops.to_unit(raw.astype(np.float32))
     noisy = AE.add_noise(raw, 0.2, seed=1)
     assert noisy.min() >= 0 and noisy.max() <= 1 and 0.1 < np.abs(noisy - x).mean() < 0.2
 

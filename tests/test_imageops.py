@@ -135,3 +135,19 @@ def test_learner_mistakes_say_what_to_do():
         imageops.output_size(2, 5)
     with pytest.raises(ValueError, match="filter_channels takes one 2-D kernel"):
         imageops.filter_channels(np.zeros((5, 5, 3)), np.zeros((3, 3, 3)))
+
+
+def test_to_unit_and_to_uint8_convert_both_ways_and_check_their_input():
+    raw = RNG.integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
+    x = imageops.to_unit(raw)
+    assert x.dtype == np.float32 and np.array_equal(imageops.to_uint8(x), raw)
+    assert imageops.to_unit(raw[0]).shape == imageops.to_uint8(raw[0]).shape == (1, 5, 5, 3)  # one image: a batch of one
+    assert imageops.to_uint8(np.array([[[-0.1, 0.5, 1.2]]])).tolist() == [[[[0, 128, 255]]]]  # rounded and clipped
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(imageops.to_unit_tensor(raw)), x)  # the same step in a graph
+    assert imageops.to_unit_tensor(x).dtype == "float32"
+    with pytest.raises(ValueError, match=r"4×4 RGB.*resize"):
+        imageops.to_unit(raw, shape=(4, 4, 3))
+    with pytest.raises(ValueError, match=r"span \[0, 255\]; divide uint8 images by 255"):
+        imageops.to_unit(raw.astype(np.float32) * 0 + np.float32(255) * (np.arange(3) / 2))
+    with pytest.raises(ValueError, match="uint8 in \\[0, 255\\] or floats"):
+        imageops.to_unit(raw.astype(np.int64))

@@ -116,7 +116,7 @@ def test_preprocess_scales_uint8_and_checks_its_input(single):
     assert vision.preprocess(single.images[0]).shape == (1, 64, 64, 3)
     with pytest.raises(ValueError, match=r"64×64 RGB.*resize"):
         vision.preprocess(np.zeros((2, 32, 32, 3), np.uint8))
-    with pytest.raises(ValueError, match="divide uint8-range images by 255"):
+    with pytest.raises(ValueError, match="divide uint8 images by 255"):
         vision.preprocess(single.images[:2].astype(np.float32))
     with pytest.raises(ValueError, match="multiple of 4"):
         vision.build_image_encoder(channels=10)

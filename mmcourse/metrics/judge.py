@@ -24,6 +24,7 @@ from pathlib import Path
 from mmcourse.checks import check_seed
 from mmcourse import artifacts, device, training
 from mmcourse.data import shapes
+from mmcourse.imageops import to_uint8
 from mmcourse.models import vision
 
 __all__ = ["SceneJudge", "outline_iou", "segment", "train_command", "TRAIN_SIZES", "MODEL_FILE"]
@@ -36,18 +37,9 @@ _THRESHOLD = 90  # summed |pixel − background| over RGB that counts as "object
 _MIN_PIXELS = 20  # regions smaller than this are noise (a small triangle covers about 70)
 
 
-def _to_uint8(images) -> np.ndarray:
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.dtype != np.uint8:
-        x = np.clip(np.rint(x.astype(np.float32) * 255), 0, 255).astype(np.uint8)
-    return x
-
-
 def segment(image) -> tuple[np.ndarray, list[np.ndarray]]:
     """The background colour (median of the border pixels) and up to two object masks, largest first."""
-    image = _to_uint8(image)[0].astype(np.int16)
+    image = to_uint8(image)[0].astype(np.int16)
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     background = np.median(border, axis=0)
     foreground = np.abs(image - background).sum(axis=-1) > _THRESHOLD
@@ -130,7 +122,7 @@ class SceneJudge:
 
     def _objects(self, images) -> list[list[tuple[shapes.ShapeObject, np.ndarray]]]:
         """Per image, its objects (largest first) as read, each with its mask."""
-        images = _to_uint8(images)
+        images = to_uint8(images)
         crops, owners, masks_found = [], [], []
         for i, image in enumerate(images):
             background, masks = segment(image)

@@ -1,8 +1,8 @@
 """Image networks of the generative models, and the plain autoencoder built from them.
 
-Images are float32 in ``[0, 1]``, shape ``(n, 64, 64, 3)`` (:func:`to_unit` divides uint8
-images by 255). :func:`build_image_encoder` maps an image to a code (or to the mean and
-log-variance of a VAE's ``q(z|x)``); :func:`build_image_decoder` maps a code back to pixel
+Images are float32 in ``[0, 1]``, shape ``(n, 64, 64, 3)`` (:func:`mmcourse.imageops.to_unit`
+divides uint8 images by 255). :func:`build_image_encoder` maps an image to a code (or to the
+mean and log-variance of a VAE's ``q(z|x)``); :func:`build_image_decoder` maps a code back to pixel
 means. The VAE (:mod:`mmcourse.models.vae`) and the GAN's generator
 (:mod:`mmcourse.models.gan`) use the same two networks.
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from mmcourse.checks import check_positive_int
 from mmcourse import device
+from mmcourse.imageops import to_unit
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.training import seeded
@@ -28,25 +29,10 @@ tensorflow()  # quietly, before Keras imports it
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-__all__ = ["to_unit", "add_noise", "build_image_encoder", "SpatialBroadcast", "DECODERS", "build_image_decoder", "build_autoencoder"]
+__all__ = ["add_noise", "build_image_encoder", "SpatialBroadcast", "DECODERS", "build_image_decoder", "build_autoencoder"]
 
 CHANNELS = (16, 32, 64)  # convolution widths at 32×32, 16×16 and 8×8
 BN_MOMENTUM = 0.8  # short memory, so test-time statistics are right after a few dozen steps
-
-
-def to_unit(images) -> np.ndarray:
-    """Images as float32 in ``[0, 1]``: uint8 ``[0, 255]`` is divided by 255; floats are checked."""
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"images must have shape (n, height, width, 3), got {x.shape}")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
-    x = x.astype(np.float32)
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError("float images must lie in [0, 1]; divide uint8 images by 255 (or pass them as uint8)")
-    return x
 
 
 def add_noise(images, std: float, *, seed: int = 0) -> np.ndarray:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse import artifacts, device
+from mmcourse import artifacts, device, imageops
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
@@ -149,9 +149,7 @@ class Captioner(keras.Model):
         numbers of each grid vector are the cell's position (x, y)."""
         x = ops.convert_to_tensor(images)
         if x.shape[-1] == 3:  # images: run the encoder
-            if x.dtype == "uint8":
-                x = ops.cast(x, "float32") / 255.0
-            grid = self.encoder(x, training=training)["grid"]
+            grid = self.encoder(imageops.to_unit_tensor(x), training=training)["grid"]
         elif tuple(x.shape[1:]) == (8, 8, self.channels):  # the encoder's grids, computed beforehand
             grid = ops.cast(x, "float32")
         else:

@@ -23,7 +23,7 @@ from mmcourse import artifacts, device
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
-from mmcourse.models.autoencoder import to_unit
+from mmcourse.imageops import to_unit
 from mmcourse.models.vae import VAE, caption_vocabulary, encode_captions
 from mmcourse.training import seeded, start_command
 

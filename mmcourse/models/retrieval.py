@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcourse import artifacts, device
+from mmcourse import artifacts, device, imageops
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
@@ -342,10 +342,7 @@ class DualEncoder(keras.Model):
 
     def embed_images(self, images, training=False):
         """Unit vectors ``(n, dim)`` of uint8 images, or float images in ``[0, 1]``."""
-        x = ops.convert_to_tensor(images)
-        if x.dtype == "uint8":
-            x = ops.cast(x, "float32") / 255.0
-        grid = self.image_encoder(x, training=training)["grid"]
+        grid = self.image_encoder(imageops.to_unit_tensor(images), training=training)["grid"]
         h = self.image_hidden(self.image_flatten(self.image_narrow(grid)))
         return self.unit(self.image_projection(h))
 

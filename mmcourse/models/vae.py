@@ -29,7 +29,8 @@ from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
-from mmcourse.models.autoencoder import build_image_decoder, build_image_encoder, to_unit
+from mmcourse.imageops import to_unit
+from mmcourse.models.autoencoder import build_image_decoder, build_image_encoder
 from mmcourse.training import as_float32, for_precision, replica_normal, replica_share
 
 tf = tensorflow()

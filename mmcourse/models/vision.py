@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmcourse import imageops
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
 
@@ -67,26 +68,10 @@ def preprocess(images) -> np.ndarray:
     """Images as the encoder takes them: float32 in ``[0, 1]``, shape ``(n, 64, 64, 3)``.
 
     uint8 images (as the Shapes world makes them) are divided by 255; float images must
-    already lie in ``[0, 1]``. One image ``(64, 64, 3)`` becomes a batch of one.
+    already lie in ``[0, 1]``. One image ``(64, 64, 3)`` becomes a batch of one. This is
+    :func:`mmcourse.imageops.to_unit` with the encoder's shape checked.
     """
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(
-            f"the image encoder takes 64×64 RGB images, shape (n, 64, 64, 3) or (64, 64, 3); got {np.shape(images)}. "
-            "Shapes-world images already have this shape; resize other images first (e.g. skimage.transform.resize)."
-        )
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images must be uint8 in [0, 255] or floats in [0, 1]; got dtype {x.dtype}")
-    if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise ValueError(
-            f"float images must lie in [0, 1], these span [{float(x.min()):.3g}, {float(x.max()):.3g}]; "
-            "divide uint8-range images by 255 (or pass them as uint8)"
-        )
-    return x.astype(np.float32, copy=False)
+    return imageops.to_unit(images, shape=IMAGE_SHAPE)
 
 
 def build_image_encoder(channels: int = 64, *, dtype=None, name: str = "image_encoder") -> keras.Model:

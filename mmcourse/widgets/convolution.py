@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 import numpy as np
 
+from mmcourse import imageops
 from mmcourse.viz import to_png
 
 __all__ = ["ConvolutionPlayground"]
@@ -29,9 +30,6 @@ class ConvolutionPlayground:
     """
 
     def __init__(self, image=None, *, size: int = 192, scale: int = 1):
-        from mmcourse import imageops
-
-        self._imageops = imageops
         if image is None:
             import skimage.data
             import skimage.transform
@@ -40,7 +38,7 @@ class ConvolutionPlayground:
         photo = np.asarray(image)
         if photo.ndim != 3 or photo.shape[-1] != 3:
             raise ValueError(f"ConvolutionPlayground takes an RGB image (h, w, 3); got shape {photo.shape}")
-        self.photo = photo.astype(np.float32) / 255 if photo.dtype == np.uint8 else photo.astype(np.float32)
+        self.photo = imageops.to_unit(photo)[0]  # float32 in [0, 1]
         self.scale = scale
         self.kernel_name = W.Dropdown(options=[*imageops.KERNELS, "custom"], value="sobel x", description="kernel")
         self.sliders = [
@@ -78,13 +76,13 @@ class ConvolutionPlayground:
 
     def _on_name(self, change) -> None:
         if change["new"] != "custom":
-            self._set_sliders(self._imageops.KERNELS[change["new"]])
+            self._set_sliders(imageops.KERNELS[change["new"]])
         self.update()
 
     def _on_slider(self, change) -> None:
         if self._syncing:
             return
-        named = self._imageops.KERNELS.get(self.kernel_name.value)
+        named = imageops.KERNELS.get(self.kernel_name.value)
         if named is not None and not (named == self.kernel).all():
             self._syncing = True  # switching the name to "custom" must not reset the sliders
             try:
@@ -109,7 +107,7 @@ class ConvolutionPlayground:
             shown = np.clip(result, 0.0, 1.0)
         if shown.ndim == 2:
             shown = np.repeat(shown[..., None], 3, axis=-1)
-        return (shown * 255 + 0.5).astype(np.uint8)
+        return imageops.to_uint8(shown)[0]
 
     def update(self) -> None:
         """Filter the image with the current kernel and redraw."""
@@ -117,7 +115,7 @@ class ConvolutionPlayground:
             return
         source = self.source()
         kernel = self.kernel
-        self.result = self._imageops.filter_channels(source, kernel, padding="same")
+        self.result = imageops.filter_channels(source, kernel, padding="same")
         self.original.value = to_png(self.displayable(source, np.ones(1)), scale=self.scale)
         self.filtered.value = to_png(self.displayable(self.result, kernel), scale=self.scale)
         mode = "|response| (weights sum to 0)" if abs(float(kernel.sum())) < 1e-6 else "clipped to [0, 1]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 import numpy as np
 
+from mmcourse.imageops import to_uint8, to_unit
 from mmcourse.viz import to_png
 
 __all__ = ["LatentSliders"]
@@ -19,8 +20,6 @@ class LatentSliders:
     """
 
     def __init__(self, vae, images, *, n_sliders: int = 6, scale: int = 4):
-        from mmcourse.models.autoencoder import to_unit
-
         self.vae, self.images, self.scale = vae, to_unit(images), scale
         mean, log_variance = (np.asarray(t) for t in vae.encode(self.images))
         self.base_codes = mean
@@ -44,7 +43,7 @@ class LatentSliders:
         for s, d in zip(self.sliders, self.directions):
             s.value = float(np.clip(round(float(self.base_codes[self.index.value, d]), 1), s.min, s.max))
         self._quiet = False
-        original = np.clip(np.rint(self.images[self.index.value] * 255), 0, 255).astype(np.uint8)
+        original = to_uint8(self.images[self.index.value])[0]
         self.original.value = to_png(original, self.scale)
         self.update()
 
@@ -54,8 +53,7 @@ class LatentSliders:
         self.code = self.base_codes[self.index.value].copy()
         for s, d in zip(self.sliders, self.directions):
             self.code[d] = s.value
-        x_hat = np.asarray(self.vae.decode(self.code[None]))[0]
-        self.decoded = np.clip(np.rint(x_hat * 255), 0, 255).astype(np.uint8)
+        self.decoded = to_uint8(np.asarray(self.vae.decode(self.code[None])))[0]
         self.image.value = to_png(self.decoded, self.scale)
 
     def widget(self) -> W.Widget:

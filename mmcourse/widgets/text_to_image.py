@@ -7,6 +7,7 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from mmcourse.imageops import to_uint8
 from mmcourse.viz import to_png
 
 __all__ = ["TextToImage"]
@@ -46,7 +47,7 @@ class TextToImage:
             self.pictures.children = ()
             return
         self.error = ""
-        self.drawn = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+        self.drawn = to_uint8(images)
         self.true = list(self.judge.is_true(self.drawn, [text] * self.n)) if self.judge is not None else []
         boxes = []
         for k, image in enumerate(self.drawn):
