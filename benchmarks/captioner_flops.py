@@ -66,7 +66,7 @@ def main() -> None:
     from mmcourse.models import captioning, vision
 
     data = shapes.generate(args.images, seed=(0, 1))
-    vocabulary = captioning.caption_vocabulary()
+    vocabulary = shapes.caption_vocabulary()
     with device.use(args.precision) as run:
         encoder = vision.build_image_encoder(channels=64)
         grids = vision.encode(encoder, data.images, output="grid")

@@ -35,7 +35,7 @@ class StepLosses(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def vocab():
-    return C.caption_vocabulary()
+    return shapes.caption_vocabulary()
 
 
 @pytest.fixture(scope="module")

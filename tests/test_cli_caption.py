@@ -20,8 +20,8 @@ def model_dir(tmp_path_factory):
     whatever it says, the test compares it with decoding in this process)."""
     folder = tmp_path_factory.mktemp("captioner")
     with training.seeded(0):
-        model = C.Captioner(len(C.caption_vocabulary()), channels=8, units=16, attention_units=8)
-    C.save(model, C.caption_vocabulary(), folder)
+        model = C.Captioner(len(shapes.caption_vocabulary()), channels=8, units=16, attention_units=8)
+    C.save(model, shapes.caption_vocabulary(), folder)
     return folder
 
 

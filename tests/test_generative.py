@@ -32,8 +32,8 @@ def images():
 def captioned():
     """Images, their first captions' ids and the vocabulary."""
     data = shapes.generate(32, seed=6)
-    vocab = V.caption_vocabulary()
-    return imageops.to_unit(data.images), V.encode_captions([c[0] for c in data.captions], vocab), vocab
+    vocab = shapes.caption_vocabulary()
+    return imageops.to_unit(data.images), shapes.encode_captions([c[0] for c in data.captions], vocab), vocab
 
 
 @pytest.fixture(scope="module")

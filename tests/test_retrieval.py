@@ -36,7 +36,7 @@ class StepLosses(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def vocab():
-    return R.text_vocabulary()
+    return shapes.caption_vocabulary()
 
 
 @pytest.fixture(scope="module")

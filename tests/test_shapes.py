@@ -317,3 +317,25 @@ def test_existence_questions_are_balanced():
 def test_vocabulary_words_cover_every_caption(big):
     words = set(S.vocabulary_words())
     assert {w for caps in big.captions[:1000] for c in caps for w in c.split()} <= words
+
+
+def test_encode_captions_checks_as_strictly_as_asked():
+    vocab = S.caption_vocabulary()
+    ids = S.encode_captions(["A  small red circle"])
+    assert ids.shape == (1, S.CAPTION_LENGTH) and ids[0, 0] == vocab.start_id and vocab.decode(ids[0]) == "a small red circle"
+    assert S.encode_captions(["circle a"], vocab, length=3, bounds=False, check="words").tolist() == [[vocab.index("circle"), vocab.index("a"), 0]]
+    with pytest.raises(S.CaptionError, match="'circle'"):
+        S.encode_captions(["circle a"])
+    with pytest.raises(ValueError, match="unknown word 'hexagon'"):
+        S.encode_captions(["a small red hexagon"], check="words")
+    with pytest.raises(ValueError, match="at most 2"):
+        S.encode_captions(["a small red"], length=2, bounds=False, check="words")
+    assert S.encode_captions(["a small red hexagon"], check=None)[0, 4] == vocab.unk_id  # <start> a small red <unk>
+    with pytest.raises(TypeError, match="wrap a single caption in a list"):
+        S.encode_captions("a small red circle")
+    assert max(len(c.split()) for c in S.caption_distribution()) == S.LONGEST_CAPTION == 13
+
+
+def test_question_vocabulary_reads_every_question(big):
+    vocab = S.question_vocabulary()
+    assert {w for s in big.scenes[:300] for qa in S.questions(s) for w in qa.question.split()} <= set(vocab.words[4:])

@@ -8,7 +8,7 @@ from mmcourse import artifacts
 from mmcourse.data import shapes
 from mmcourse.models import generative as G
 from mmcourse.metrics.judge import SceneJudge
-from mmcourse.models.vae import encode_captions
+
 
 NAMES = {False: "vae", True: "cvae"}
 
@@ -74,7 +74,7 @@ def test_the_shipped_conditional_vae_draws_true_images_as_recorded(judge):
     cvae = G.load(conditional=True)
     test = shapes.generate(300, seed=(3, 96))
     captions = [c[0] for c in test.captions]
-    verdict = judge.is_true(cvae.sample(len(captions), encode_captions(captions), seed=99), captions)
+    verdict = judge.is_true(cvae.sample(len(captions), shapes.encode_captions(captions), seed=99), captions)
     p = recorded["true_to_caption"]
     assert verdict.mean() >= p - _tolerance(p, len(captions))
     # a one-object caption is drawn true more often than chance: a random colour and shape is right 1 time in 36

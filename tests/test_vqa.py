@@ -76,7 +76,7 @@ def _dense(layer, x, activation=None):
 
 
 def test_every_shapes_question_encodes_without_unknown_words_and_decodes_back():
-    vocab = F.question_vocabulary()
+    vocab = shapes.question_vocabulary()
     data = shapes.generate(300, seed=5)
     pairs = F.vqa_pairs(data, vocab)
     assert pairs.tokens.shape == (len(pairs), F.QUESTION_LENGTH) and pairs.tokens.dtype == np.int32
@@ -363,7 +363,7 @@ def test_answer_save_and_load_roundtrip(tmp_path, small, trained):
 
     assert not any("optimizer" in name for name in zipfile.ZipFile(tmp_path / "vqa" / F.MODEL_FILE).namelist())
     encoder2, model2, vocab2 = F.load(tmp_path / "vqa")
-    assert vocab2 == F.question_vocabulary() and model2.fusion == "film" and getattr(model2, "optimizer", None) is None
+    assert vocab2 == shapes.question_vocabulary() and model2.fusion == "film" and getattr(model2, "optimizer", None) is None
     assert np.allclose(F.predict(model2, grids, pairs), F.predict(model, grids, pairs), atol=1e-5)
     assert np.allclose(F.grid_features(encoder2, data.images), encoder_grids, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="no image_encoder.keras in .*`mmcourse train vqa --out DIR`"):
@@ -390,7 +390,7 @@ def test_train_vqa_command_writes_what_it_measured(tmp_path, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "late fusion" in printed and f"{written['accuracy']:.3f}" in printed and "metrics.json" in printed
     encoder, model, vocab = F.load(out)
-    assert model.fusion == "late" and vocab == F.question_vocabulary()
+    assert model.fusion == "late" and vocab == shapes.question_vocabulary()
     assert model.image_head[1].dtype_policy.name == "float32" and model.image_head[0].dtype_policy.name == "mixed_float16"
     # the saved model gives the accuracy metrics.json reports, on the same fresh test split
     test = shapes.generate(written["test_images"], seed=tuple(written["test_seed"]))

@@ -13,7 +13,7 @@ from mmcourse.widgets import CaptioningExplorer
 def explorer():
     """An untrained captioner with seeded weights: the explorer shows whatever the model says."""
     data = shapes.generate(5, seed=4)
-    vocab = C.caption_vocabulary()
+    vocab = shapes.caption_vocabulary()
     with training.seeded(0):
         model = C.Captioner(len(vocab), channels=8, units=16, attention_units=8)
     return CaptioningExplorer(model, vocab, data.images, data.scenes), model, vocab, data

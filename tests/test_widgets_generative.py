@@ -31,7 +31,7 @@ def test_latent_sliders_move_the_code_and_the_picture(vae):
 
 
 def test_text_to_image_draws_judges_and_names_unknown_words():
-    vocab = V.caption_vocabulary()
+    vocab = shapes.caption_vocabulary()
     cvae = V.VAE(4, vocab_size=len(vocab))
     judge = J.SceneJudge(vision.build_attribute_classifier(vision.build_image_encoder(channels=8)))
     w = TextToImage(cvae, judge=judge, n=3)

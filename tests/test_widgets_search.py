@@ -11,7 +11,7 @@ from mmcourse.widgets import SearchWidget
 
 @pytest.fixture(scope="module")
 def setup():
-    vocab = R.text_vocabulary()
+    vocab = shapes.caption_vocabulary()
     with training.seeded(0):
         model = R.DualEncoder(len(vocab), dim=8, channels=8, embed_dim=8, units=8)
     data = shapes.generate(12, seed=9)

@@ -45,7 +45,6 @@ from keras import ops  # noqa: E402
 __all__ = [
     "FUSIONS",
     "CAPTION_LENGTH",
-    "caption_vocabulary",
     "Captioner",
     "teacher_forcing_pairs",
     "greedy_decode",
@@ -60,14 +59,9 @@ __all__ = [
 ]
 
 FUSIONS = ("inject", "merge", "attention")
-CAPTION_LENGTH = 16  # <start> + the longest caption (13 words) + <end>, padded
+CAPTION_LENGTH = shapes.CAPTION_LENGTH  # <start> + the longest caption (13 words) + <end>, padded
 # the centre (x, y) of each of the 64 grid cells, scaled to [−1, 1], row by row as the grid is flattened
 GRID_POSITIONS = np.stack(np.meshgrid(np.linspace(-0.875, 0.875, 8), np.linspace(-0.875, 0.875, 8)), -1).reshape(64, 2).astype(np.float32)
-
-
-def caption_vocabulary() -> Vocabulary:
-    """``<pad>``, ``<start>``, ``<end>``, ``<unk>`` and every word of the Shapes grammar."""
-    return Vocabulary(shapes.vocabulary_words())
 
 
 def teacher_forcing_pairs(captions, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +77,7 @@ class Captioner(keras.Model):
     attention weights ``(batch, T, 64)`` (zeros for ``inject`` and ``merge``).
 
     Args:
-        vocab_size: number of tokens (``len(caption_vocabulary())``).
+        vocab_size: number of tokens (``len(shapes.caption_vocabulary())``).
         fusion: ``"inject"``, ``"merge"`` or ``"attention"``.
         channels: width of the image encoder's grid vectors.
         units: GRU state size.
@@ -428,7 +422,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         encoder, _, encoder_seconds = vision.pretrain_image_encoder(n_encoder, encoder_epochs, seed=seed, progress=progress)
         train = shapes.generate(n, seed=(seed, 1))
         test = shapes.generate(chosen.n_test, seed=(seed, 2))
-        vocabulary = caption_vocabulary()
+        vocabulary = shapes.caption_vocabulary()
         model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed,
                                                   encoder=encoder, attention_weight=ATTENTION_WEIGHT, batch_size=BATCH_SIZE,
                                                   learning_rate=LEARNING_RATE, progress=progress)

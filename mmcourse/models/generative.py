@@ -24,7 +24,7 @@ from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.imageops import to_unit
-from mmcourse.models.vae import VAE, caption_vocabulary, encode_captions
+from mmcourse.models.vae import VAE
 from mmcourse.training import seeded, start_command
 
 tensorflow()  # quietly, before Keras imports it
@@ -104,11 +104,11 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     with device.use(precision, cpu_replicas) as run:
         data = shapes.splits(train=n, test=profile.n_test, seed=seed, objects=(1, 2) if conditional else (1,))
         x_train = to_unit(data["train"].images)
-        vocab = caption_vocabulary()
+        vocab = shapes.caption_vocabulary()
         train_ids = None
         if conditional:
             rng = np.random.default_rng(seed)
-            train_ids = encode_captions([c[rng.integers(5)] for c in data["train"].captions], vocab)
+            train_ids = shapes.encode_captions([c[rng.integers(5)] for c in data["train"].captions], vocab)
         with run.strategy.scope(), seeded(seed):
             model = VAE(latent_dim, beta=CONDITIONAL_BETA, vocab_size=len(vocab)) if conditional else VAE(latent_dim)
             model.compile(keras.optimizers.Adam(LEARNING_RATE))  # VAE.compile: a loss scale that suits its loss in nats
@@ -148,7 +148,7 @@ def measure_elbo(model: VAE, test: shapes.ShapesDataset) -> dict:
     """``test_images`` and the test ELBO and its terms in nats per image (β = 1; ``z`` drawn 4 times
     per image from fixed seeds, so the same model and images give the same figures); the
     conditional model is given each image's first caption."""
-    ids = encode_captions([c[0] for c in test.captions]) if model.conditional else None
+    ids = shapes.encode_captions([c[0] for c in test.captions]) if model.conditional else None
     terms = model.elbo(to_unit(test.images), ids, n_samples=4)
     return {"test_images": len(test), "test_elbo": float(terms["elbo"].mean()),
             "test_reconstruction": float(terms["reconstruction"].mean()), "test_kl": float(terms["kl"].mean())}
@@ -167,7 +167,7 @@ def measure(model: VAE, test: shapes.ShapesDataset, *, quick: bool = False, seed
 
     x_test = to_unit(test.images)
     test_captions = [c[0] for c in test.captions]
-    test_ids = encode_captions(test_captions) if model.conditional else None
+    test_ids = shapes.encode_captions(test_captions) if model.conditional else None
     metrics = measure_elbo(model, test)
     judge_images, judge_epochs = JUDGE_SIZES["quick" if quick else "full"]
     judge = SceneJudge.train(n=judge_images, epochs=judge_epochs, seed=seed)

@@ -54,7 +54,6 @@ __all__ = [
     "TEXT_ENCODERS",
     "TEXT_LENGTH",
     "MAX_LOGIT_SCALE",
-    "text_vocabulary",
     "encode_captions",
     "meaning_codes",
     "truth_matrix",
@@ -78,7 +77,7 @@ __all__ = [
 ]
 
 TEXT_ENCODERS = ("gru", "mean")
-TEXT_LENGTH = 13  # the longest Shapes caption: "a picture of a small red circle left of a large blue square"
+TEXT_LENGTH = shapes.LONGEST_CAPTION  # 13 words: "a picture of a small red circle left of a large blue square"
 MAX_LOGIT_SCALE = 100.0  # CLIP clips exp(t) at 100, i.e. the temperature τ = 1/exp(t) at 0.01
 INITIAL_TEMPERATURE = 0.07  # CLIP's starting τ
 
@@ -90,31 +89,15 @@ _AXIS = {None: -1, "left of": 0, "above": 1}
 # --------------------------------------------------------------------------- text
 
 
-def text_vocabulary() -> Vocabulary:
-    """``<pad>``, ``<start>``, ``<end>``, ``<unk>`` and every word of the Shapes grammar."""
-    return Vocabulary(shapes.vocabulary_words())
-
-
 def encode_captions(captions: Sequence[str], vocabulary: Vocabulary, *, check: bool = True) -> np.ndarray:
-    """Word ids ``(n, TEXT_LENGTH)`` int32, padded with 0 at the end (no ``<start>``/``<end>``).
+    """What the text tower reads: word ids ``(n, TEXT_LENGTH)`` int32, padded with 0 at the end, no
+    ``<start>``/``<end>`` (:func:`mmcourse.data.shapes.encode_captions` in the tower's format).
 
     With ``check`` (the default) a word the vocabulary does not know raises a ``ValueError``
-    that names it, instead of silently becoming ``<unk>``.
+    that names it, instead of silently becoming ``<unk>``; any sequence of known words is
+    read (a search box takes what a learner types).
     """
-    if isinstance(captions, str):
-        raise TypeError("encode_captions takes a list of captions; wrap a single caption in a list: [caption]")
-    captions = [" ".join(c.lower().split()) for c in captions]
-    if check:
-        for c in captions:
-            unknown = [w for w in c.split() if w not in vocabulary]
-            if unknown:
-                raise ValueError(
-                    f"unknown word {unknown[0]!r} in caption {c!r}: the text tower knows only the Shapes words "
-                    f"({', '.join(vocabulary.words[4:])})"
-                )
-            if len(c.split()) > TEXT_LENGTH:
-                raise ValueError(f"caption {c!r} has {len(c.split())} words; the text tower reads at most {TEXT_LENGTH}")
-    return vocabulary.encode_batch(captions, TEXT_LENGTH, bounds=False)
+    return shapes.encode_captions(captions, vocabulary, length=TEXT_LENGTH, bounds=False, check="words" if check else None)
 
 
 def meaning_codes(items) -> np.ndarray:
@@ -297,7 +280,7 @@ class DualEncoder(keras.Model):
     ``semantic_positives=False``.
 
     Args:
-        vocab_size: number of word ids (``len(text_vocabulary())``).
+        vocab_size: number of word ids (``len(shapes.caption_vocabulary())``).
         text_encoder: ``"gru"`` or ``"mean"``.
         dim: size of the shared space.
         channels: width of the CNN's grid vectors.
@@ -645,7 +628,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     n, epochs = TRAIN_SIZES[chosen.name]
     train = shapes.generate(n, seed=(seed, 1))
     test = shapes.generate(chosen.n_test, seed=(seed, 2))
-    vocabulary = text_vocabulary()
+    vocabulary = shapes.caption_vocabulary()
     with device.use(precision, cpu_replicas) as run:
         model, history, seconds = train_dual_encoder(train, vocabulary, text_encoder=text_encoder, epochs=epochs, seed=seed,
                                                      batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, progress=progress)

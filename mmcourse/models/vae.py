@@ -39,18 +39,14 @@ from keras import ops  # noqa: E402
 
 __all__ = [
     "PIXEL_SIGMA",
-    "CAPTION_LENGTH",
     "gaussian_log_likelihood",
     "kl_divergence",
     "kl_monte_carlo",
-    "caption_vocabulary",
-    "encode_captions",
     "VAE",
     "importance_log_likelihood",
 ]
 
 PIXEL_SIGMA = 0.1  # the decoder's fixed standard deviation per pixel value in [0, 1]
-CAPTION_LENGTH = 16  # longest Shapes caption (13 words) with <start> and <end>, padded
 # Under mixed precision the loss scale starts here, not at Keras's 2^15: the loss is in nats summed
 # over 12,288 pixel values, so its gradients are thousands of times those of a per-pixel loss. From
 # 2^15 a fresh VAE's first 12 steps overflowed float16 and were skipped; the scale settled at 2^3,
@@ -99,30 +95,6 @@ def kl_monte_carlo(mean, log_variance, n_samples: int = 10_000, *, seed: int = 0
     log_q = -0.5 * (eps**2 + log_variance + np.log(2 * np.pi))
     log_p = -0.5 * ((z - prior_mean) ** 2 / np.exp(prior_log_variance) + prior_log_variance + np.log(2 * np.pi))
     return (log_q - log_p).sum(axis=-1).mean(axis=0)
-
-
-# --------------------------------------------------------------------------- captions as conditions
-
-
-def caption_vocabulary() -> Vocabulary:
-    """The Shapes caption vocabulary (``<pad>``, ``<start>``, ``<end>``, ``<unk>`` and every grammar word)."""
-    return Vocabulary(shapes.vocabulary_words())
-
-
-def encode_captions(captions, vocabulary: Vocabulary | None = None) -> np.ndarray:
-    """Token ids ``(n, CAPTION_LENGTH)`` of Shapes captions, checked against the grammar first.
-
-    A caption outside the grammar raises :class:`mmcourse.data.shapes.CaptionError`, whose
-    message names the unknown or unexpected word.
-    """
-    vocabulary = vocabulary or caption_vocabulary()
-    captions = [captions] if isinstance(captions, str) else list(captions)
-    for caption in captions:
-        shapes.parse_caption(caption)
-    return vocabulary.encode_batch(captions, length=CAPTION_LENGTH)
-
-
-# --------------------------------------------------------------------------- noise on several replicas
 
 
 # --------------------------------------------------------------------------- the VAE
@@ -250,14 +222,14 @@ class VAE(keras.Model):
 
     def _ids(self, caption_ids):
         if caption_ids is None:
-            raise ValueError("a conditional VAE needs captions: pass their token ids (see encode_captions)")
+            raise ValueError("a conditional VAE needs captions: pass their token ids (see mmcourse.data.shapes.encode_captions)")
         return caption_ids
 
     def _inputs(self, inputs):
         """``(images, caption ids or None)`` from what ``call`` and ``fit`` are given."""
         if self.conditional:
             if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
-                raise ValueError("a conditional VAE takes (images, caption_ids); see encode_captions")
+                raise ValueError("a conditional VAE takes (images, caption_ids); see mmcourse.data.shapes.encode_captions")
             return inputs[0], inputs[1]
         if isinstance(inputs, (tuple, list)):
             inputs = inputs[0]
@@ -377,7 +349,7 @@ class VAE(keras.Model):
 
         A caption outside the Shapes grammar raises ``CaptionError`` naming the word.
         """
-        ids = encode_captions([caption] * n, vocabulary)
+        ids = shapes.encode_captions([caption] * n, vocabulary)
         return self.sample(n, ids, seed=seed)
 
     def get_config(self):

@@ -55,7 +55,6 @@ __all__ = [
     "ANSWERS",
     "QUESTION_LENGTH",
     "QuestionError",
-    "question_vocabulary",
     "encode_questions",
     "VQAData",
     "vqa_pairs",
@@ -101,14 +100,6 @@ GRID_CELLS = 64  # the encoder's 8×8 grid
 # --------------------------------------------------------------------------- questions
 
 
-def question_vocabulary() -> Vocabulary:
-    """The words of the Shapes question grammar (see :func:`mmcourse.data.shapes.questions`),
-    after ``<pad>``, ``<start>``, ``<end>`` and ``<unk>``."""
-    words = "what colour shape size is the object how many objects are there a where relative to left right of above below".split()
-    words += [*shapes.SIZES, *shapes.COLOURS, *shapes.SHAPES, *(s + "s" for s in shapes.SHAPES)]
-    return Vocabulary(words)
-
-
 class QuestionError(ValueError):
     """A question the models cannot read: a word outside the Shapes question vocabulary, or too long."""
 
@@ -122,7 +113,7 @@ def encode_questions(questions: Sequence[str], vocabulary: Vocabulary | None = N
     Raises :class:`QuestionError` naming the first word that is not in the question
     vocabulary (words are lower-cased; a final question mark is allowed).
     """
-    vocabulary = vocabulary or question_vocabulary()
+    vocabulary = vocabulary or shapes.question_vocabulary()
     if isinstance(questions, str):
         questions = [questions]
     rows = []
@@ -246,7 +237,7 @@ class VQAModel(keras.Model):
     Args:
         fusion: ``early``, ``late``, ``product``, ``film``, ``attention``, or a baseline:
             ``blind`` (question only) or ``image`` (image only).
-        vocab_size: ``len(question_vocabulary())``.
+        vocab_size: ``len(shapes.question_vocabulary())``.
         units: width of the question vector and the fused vector.
         heads: attention heads (``attention`` only).
     """
@@ -256,7 +247,7 @@ class VQAModel(keras.Model):
         super().__init__(**kwargs)
         if fusion not in MODELS:
             raise ValueError(f"fusion must be one of {', '.join(MODELS)}; got {fusion!r}")
-        vocab_size = len(question_vocabulary()) if vocab_size is None else vocab_size
+        vocab_size = len(shapes.question_vocabulary()) if vocab_size is None else vocab_size
         for name, value in (("vocab_size", vocab_size), ("units", units), ("embed_dim", embed_dim), ("heads", heads)):
             check_positive_int(value, name)
         if units % heads:
@@ -489,7 +480,7 @@ def save(encoder: keras.Model, model: VQAModel, out, vocabulary: Vocabulary | No
     out = artifacts.prepare_out(out)
     artifacts.save_model(encoder, out / ENCODER_FILE)
     artifacts.save_model(model, out / MODEL_FILE)
-    (vocabulary or question_vocabulary()).save(out / VOCABULARY_FILE)
+    (vocabulary or shapes.question_vocabulary()).save(out / VOCABULARY_FILE)
     artifacts.write_checksums(out, [ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE])
     return out
 

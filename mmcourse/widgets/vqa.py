@@ -22,7 +22,7 @@ class VQAExplorer:
         encoder: the frozen image encoder the models were trained on.
         models: ``{name: VQAModel}``, e.g. one per fusion.
         images, scenes: the images to choose from (uint8 ``(n, 64, 64, 3)``) and their scenes.
-        vocabulary: the question vocabulary (default :func:`mmcourse.models.vqa.question_vocabulary`).
+        vocabulary: the question vocabulary (default :func:`mmcourse.data.shapes.question_vocabulary`).
 
     Controls (all widgets): ``source`` (a dataset image or a composed one), ``index``,
     ``composer`` (a :class:`SceneComposer`), ``question`` (the questions the scene answers),
@@ -39,7 +39,7 @@ class VQAExplorer:
             raise ValueError("models must name at least one trained VQA model, e.g. {'attention': model}")
         self._vqa = vqa
         self.encoder, self.models, self.images, self.scenes = encoder, dict(models), images, scenes
-        self.vocabulary = vocabulary or vqa.question_vocabulary()
+        self.vocabulary = vocabulary or shapes.question_vocabulary()
         self.scale = scale
         self.source = W.ToggleButtons(options=[("dataset image", "dataset"), ("compose one", "compose")], value="dataset", description="image")
         self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="index")

@@ -11,9 +11,11 @@ Each step has its own module; everything public is imported here, so
 
 - :mod:`~mmcourse.data.shapes.world`: the vocabulary and the drawing constants,
   :class:`ShapeObject` and :class:`Scene`, and scenes as columns of arrays;
-- :mod:`~mmcourse.data.shapes.grammar`: the caption grammar, :func:`parse_caption`, and
-  reference captions drawn for scenes;
-- :mod:`~mmcourse.data.shapes.qa`: question–answer pairs a scene answers exactly;
+- :mod:`~mmcourse.data.shapes.grammar`: the caption grammar, :func:`parse_caption`,
+  reference captions drawn for scenes, and captions as word ids (:func:`caption_vocabulary`,
+  :func:`encode_captions`);
+- :mod:`~mmcourse.data.shapes.qa`: question–answer pairs a scene answers exactly, and the
+  words they use (:func:`question_vocabulary`);
 - :mod:`~mmcourse.data.shapes.sampling`: random scenes, every draw from one seed;
 - :mod:`~mmcourse.data.shapes.rendering`: scenes to images and per-object label maps;
 - :mod:`~mmcourse.data.shapes.datasets`: :func:`generate`, :func:`splits`, :func:`compose`
@@ -22,16 +24,20 @@ Each step has its own module; everything public is imported here, so
 
 from mmcourse.data.shapes.datasets import ShapesDataset, compose, generate, splits
 from mmcourse.data.shapes.grammar import (
+    CAPTION_LENGTH,
+    LONGEST_CAPTION,
     CaptionError,
     CaptionParse,
     Description,
     ObjectPhrase,
     caption_distribution,
+    caption_vocabulary,
     captions_of,
+    encode_captions,
     parse_caption,
     vocabulary_words,
 )
-from mmcourse.data.shapes.qa import QA, questions
+from mmcourse.data.shapes.qa import QA, question_vocabulary, questions
 from mmcourse.data.shapes.rendering import render
 from mmcourse.data.shapes.world import (
     BACKGROUND,
@@ -62,6 +68,8 @@ __all__ = [
     "RELATIONS",
     "PREFIXES",
     "CAPTIONS_PER_IMAGE",
+    "LONGEST_CAPTION",
+    "CAPTION_LENGTH",
     "ShapeObject",
     "Scene",
     "ObjectPhrase",
@@ -77,6 +85,9 @@ __all__ = [
     "parse_caption",
     "questions",
     "vocabulary_words",
+    "caption_vocabulary",
+    "encode_captions",
+    "question_vocabulary",
     "captions_of",
     "caption_distribution",
 ]

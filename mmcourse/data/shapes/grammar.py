@@ -13,7 +13,8 @@ Captions are lower case, without punctuation::
 :func:`parse_caption` inverts the grammar exactly, into a :class:`CaptionParse` whose
 :class:`Description` compares with a scene's, or raises :class:`CaptionError` at the
 first word that does not fit; :func:`vocabulary_words` lists every word the grammar can
-produce. Every image comes with five reference captions, all of them complete and true:
+produce, :func:`caption_vocabulary` is the vocabulary every model of captions uses, and
+:func:`encode_captions` turns captions into its word ids. Every image comes with five reference captions, all of them complete and true:
 for two objects, both word orders ("A left of B", "B right of A") appear with different
 prefixes. ``_sample_captions`` draws them for many scenes at once, :func:`captions_of`
 for one scene, and :func:`caption_distribution` gives the exact probability of each caption.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcourse.data.text import Vocabulary
 from mmcourse.data.shapes.world import (
     _COLOUR_NAMES,
     _INVERSE,
@@ -41,6 +43,12 @@ from mmcourse.data.shapes.world import (
 )
 
 _N_PHRASES = len(_SIZE_NAMES) * len(_COLOUR_NAMES) * len(SHAPES)  # 36
+#: Words in the longest caption, "a picture of a small red circle left of a large blue square" (13):
+#: the longest prefix, two objects ("a" size colour shape) and the longest relation.
+LONGEST_CAPTION = max(len(p.split()) for p in PREFIXES) + 2 * 4 + max(len(r.split()) for r in RELATIONS)
+#: Word ids of a caption for a model that reads or writes it word by word: ``<start>``, the
+#: longest caption, ``<end>``, padded to 16.
+CAPTION_LENGTH = 16
 
 
 # --------------------------------------------------------------------------- parsing
@@ -183,6 +191,51 @@ def vocabulary_words() -> list[str]:
             if w not in words:
                 words.append(w)
     return words
+
+
+def caption_vocabulary() -> Vocabulary:
+    """``<pad>``, ``<start>``, ``<end>``, ``<unk>`` and every word of the caption grammar: the one
+    vocabulary of the captioner, the dual encoder and the conditional VAE, so word ids mean
+    the same in all of them."""
+    return Vocabulary(vocabulary_words())
+
+
+_CHECKS = ("grammar", "words", None)
+
+
+def encode_captions(captions: Sequence[str], vocabulary: Vocabulary | None = None, *, length: int = CAPTION_LENGTH,
+                    bounds: bool = True, check: str | None = "grammar") -> np.ndarray:
+    """Word ids ``(n, length)`` int32 of captions, padded with 0 at the end.
+
+    Captions are lower-cased and their spaces tidied first. ``vocabulary`` defaults to
+    :func:`caption_vocabulary`. ``bounds`` wraps each caption in ``<start>`` … ``<end>`` (what
+    a model that writes captions, or is conditioned on them, reads); without them a text
+    encoder reads the words alone. ``check`` says how strictly, so that a mistyped caption is
+    named rather than silently read as ``<unk>``:
+
+    - ``"grammar"``: every caption is parsed (:func:`parse_caption`); a :class:`CaptionError`
+      names the word that does not fit;
+    - ``"words"``: any sequence of known words (a search box takes what a learner types); a
+      ``ValueError`` names an unknown word, or a caption longer than ``length`` ids hold;
+    - ``None``: no check; an unknown word becomes ``<unk>``, a long caption is cut.
+    """
+    if check not in _CHECKS:
+        raise ValueError(f"check must be 'grammar', 'words' or None, got {check!r}")
+    if isinstance(captions, str):
+        raise TypeError("encode_captions takes a list of captions; wrap a single caption in a list: [caption]")
+    vocabulary = caption_vocabulary() if vocabulary is None else vocabulary
+    captions = [" ".join(c.lower().split()) for c in captions]
+    room = length - 2 if bounds else length  # words that fit
+    for c in captions if check else ():
+        if check == "grammar":
+            parse_caption(c)
+        unknown = [w for w in c.split() if w not in vocabulary]
+        if unknown:
+            raise ValueError(f"unknown word {unknown[0]!r} in caption {c!r}: the model knows only the Shapes words "
+                             f"({', '.join(vocabulary.words[4:])})")
+        if len(c.split()) > room:
+            raise ValueError(f"caption {c!r} has {len(c.split())} words; the model reads at most {room}")
+    return vocabulary.encode_batch(captions, length, bounds=bounds)
 
 
 # --------------------------------------------------------------------------- drawing captions

@@ -4,13 +4,15 @@
 shape and size (naming it by its other attributes), then counts, existence (one "yes" and
 one "no" per object, so a question alone never gives its answer away) and relations; each
 :class:`QA` holds the question, its one-word answer and its kind.
+:func:`question_vocabulary` holds every word those questions use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmcourse.data.shapes.world import _COLOUR_NAMES, _INVERSE, Scene
+from mmcourse.data.shapes.world import _COLOUR_NAMES, _INVERSE, COLOURS, SHAPES, SIZES, Scene
+from mmcourse.data.text import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,14 @@ class QA:
 
 def _plural(shape: str) -> str:
     return shape + "s"
+
+
+def question_vocabulary() -> Vocabulary:
+    """The words of the questions :func:`questions` asks, after ``<pad>``, ``<start>``, ``<end>``
+    and ``<unk>``: kept beside the questions, so that a new kind of question brings its words."""
+    words = "what colour shape size is the object how many objects are there a where relative to left right of above below".split()
+    words += [*SIZES, *COLOURS, *SHAPES, *(_plural(s) for s in SHAPES)]
+    return Vocabulary(words)
 
 
 def _refer(scene: Scene, k: int, leave_out: str) -> str | None:
