@@ -1,53 +1,47 @@
-"""The tf.data helper pairs the right image with each caption."""
+"""The one tf.data builder: row batches in order or in orders drawn up front from a seed, tables
+gathered row by row, a reference caption picked per row from (seed, step)."""
 
 import numpy as np
 import pytest
 
-from mmcourse.data.pipeline import image_caption_dataset
+from mmcourse.data import pipeline
 
 
-def _data(n=10, k=3, length=6):
-    images = np.zeros((n, 8, 8, 3), np.uint8)
-    images[:, 0, 0, 0] = np.arange(n)  # each image carries its index
-    tokens = np.arange(n * k * length, dtype=np.int32).reshape(n, k, length)
-    return images, tokens
+def rows_of(ds):
+    return [b.numpy().tolist() for b in ds]
 
 
-def test_batches_pair_each_caption_with_its_image():
-    images, tokens = _data()
-    seen = []
-    for image, caption in image_caption_dataset(images, tokens, batch_size=4, seed=0):
-        assert image.dtype.name == "float32" and float(image.numpy().max()) <= 1.0
-        index = np.rint(image.numpy()[:, 0, 0, 0] * 255).astype(int)
-        flat = caption.numpy()[:, 0] // tokens.shape[-1]  # which (image, caption) pair
-        assert (flat // tokens.shape[1] == index).all()
-        seen += flat.tolist()
-    assert sorted(seen) == list(range(30))  # every pair exactly once per epoch
-
-
-def test_teacher_forcing_shifts_the_targets_by_one():
-    images, tokens = _data(k=1)
-    (image, inputs), targets = next(iter(image_caption_dataset(images, tokens[:, 0], batch_size=10, shuffle=False, teacher_forcing=True)))
-    assert inputs.shape == (10, 5) and targets.shape == (10, 5)
-    assert np.array_equal(inputs.numpy()[:, 1:], targets.numpy()[:, :-1])
-
-
-def test_seeded_shuffle_repeats_and_reshuffles_each_epoch():
-    images, tokens = _data()
-    order = lambda ds: [int(c[0]) for _, cap in ds for c in cap.numpy()]
-    a = image_caption_dataset(images, tokens, batch_size=5, seed=3)
-    b = image_caption_dataset(images, tokens, batch_size=5, seed=3)
-    first = order(a)
-    assert first == order(b)
-    assert first != order(a)  # the next epoch has another order
-    assert order(image_caption_dataset(images, tokens, batch_size=5, shuffle=False)) == sorted(first)
-
-
-def test_bad_shapes_get_clear_errors():
-    images, tokens = _data()
-    with pytest.raises(ValueError, match="images must be"):
-        image_caption_dataset(images[..., 0], tokens, batch_size=2)
-    with pytest.raises(ValueError, match="n = 10 images"):
-        image_caption_dataset(images, tokens[:5], batch_size=2)
+def test_row_batches_in_order_or_each_pass_in_its_own_seeded_order():
+    assert rows_of(pipeline.row_batches(7, batch_size=3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert rows_of(pipeline.row_batches(7, batch_size=3, epochs=2, full_batches=True)) == [[0, 1, 2], [3, 4, 5]] * 2
+    shuffled = rows_of(pipeline.row_batches(10, batch_size=4, epochs=3, seed=5))
+    assert [len(b) for b in shuffled] == [4, 4, 2] * 3
+    passes = [sum(shuffled[3 * p : 3 * p + 3], []) for p in range(3)]
+    assert all(sorted(p) == list(range(10)) for p in passes) and len({tuple(p) for p in passes}) > 1
+    assert shuffled == rows_of(pipeline.row_batches(10, batch_size=4, epochs=3, seed=5))  # a function of the seed
+    assert pipeline.row_batches(4, batch_size=2, seed=0).element_spec.dtype.name == "int64"
     with pytest.raises(ValueError, match="batch_size"):
-        image_caption_dataset(images, tokens, batch_size=0)
+        pipeline.row_batches(4, batch_size=0)
+
+
+def test_table_batches_gather_every_table_row_by_row():
+    x, y = np.arange(12).reshape(6, 2), {"a": np.arange(6.0) * 10}
+    for xb, yb in pipeline.table_batches((x, y), batch_size=4, epochs=2, seed=1):
+        np.testing.assert_array_equal(xb.numpy()[:, 0] / 2 * 10, yb["a"].numpy())
+
+
+def test_pick_reference_is_a_function_of_seed_and_step_and_take_uses_it():
+    table = np.arange(5 * 3).reshape(5, 3)  # row r, reference k holds 3r + k
+    seen = set()
+
+    def gather(step, rows):
+        k = pipeline.pick_reference(rows, 3, seed=2, step=step)
+        return rows, k, pipeline.take(table, rows, k)
+
+    first = [tuple(t.numpy() for t in b) for b in pipeline.batches(5, gather, batch_size=5, epochs=20, seed=0)]
+    for rows, k, chosen in first:
+        np.testing.assert_array_equal(chosen, 3 * rows + k)
+        seen |= {(int(r), int(j)) for r, j in zip(rows, k)}
+    assert len(seen) == 15  # over 20 steps every row brings each of its references
+    again = [tuple(t.numpy() for t in b) for b in pipeline.batches(5, gather, batch_size=5, epochs=20, seed=0)]
+    assert all((a[1] == b[1]).all() for a, b in zip(first, again))

@@ -33,7 +33,7 @@ from mmcourse import artifacts, device, imageops
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
-from mmcourse.data import shapes
+from mmcourse.data import pipeline, shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.layers.attention import AdditiveAttention
 from mmcourse.models import vision
@@ -308,7 +308,7 @@ MODEL_FILE, VOCABULARY_FILE = "captioner.keras", "vocabulary.json"
 
 def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0, epochs: int = 1):
     """A ``tf.data`` stream of ``((images, inputs), targets)`` batches for ``epochs`` passes over
-    the images, each pass in its own order drawn from ``seed`` (:func:`mmcourse.models.vision.index_batches`;
+    the images, each pass in its own order drawn from ``seed`` (:func:`mmcourse.data.pipeline.row_batches`;
     ``⌈n / batch_size⌉`` batches a pass, the last one smaller), in which every image (or its
     precomputed grid) comes with one of its reference captions, drawn afresh at every step.
 
@@ -317,16 +317,12 @@ def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int
     images = np.asarray(images)
     ids = np.stack([vocabulary.encode_batch(list(c), length=CAPTION_LENGTH) for c in captions])  # (n, refs, T)
     images_t, ids_t = tf.constant(images), tf.constant(ids.astype(np.int32))
-    refs = ids.shape[1]
 
-    @tf.autograph.experimental.do_not_convert  # plain tensor code; converting it only logs a warning
-    def pick(step, index):
-        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=refs, dtype=tf.int64)
-        chosen = tf.gather_nd(ids_t, tf.stack([index, k], axis=-1))
-        return (tf.gather(images_t, index), chosen[:, :-1]), chosen[:, 1:]
+    def gather(step, rows):
+        chosen = pipeline.take(ids_t, rows, pipeline.pick_reference(rows, ids.shape[1], seed=seed, step=step))
+        return (pipeline.take(images_t, rows), chosen[:, :-1]), chosen[:, 1:]
 
-    batches = vision.index_batches(len(images), batch_size=batch_size, epochs=epochs, seed=seed)
-    return batches.enumerate().map(pick).prefetch(2)
+    return pipeline.batches(len(images), gather, batch_size=batch_size, epochs=epochs, seed=seed)
 
 
 def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "attention", epochs: int = 6, batch_size: int = 64,

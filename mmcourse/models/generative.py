@@ -21,7 +21,7 @@ import numpy as np
 from mmcourse.checks import check_positive_int
 from mmcourse import artifacts, device
 from mmcourse._tf import tensorflow
-from mmcourse.data import shapes
+from mmcourse.data import pipeline, shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.imageops import to_unit
 from mmcourse.models.vae import VAE
@@ -118,7 +118,11 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
 
             callbacks.append(TqdmCallback(verbose=0, desc=f"train {kind} VAE"))
         start = time.perf_counter()
-        batches, steps = _batches(x_train, train_ids, epochs=epochs, seed=seed)
+        # fit's x: the images, or the pair (images, ids) in a 1-tuple (there is no target); each pass in
+        # its own order drawn from seed, the same on one device and on several
+        tables = x_train if train_ids is None else ((x_train, train_ids),)
+        batches = pipeline.table_batches(tables, batch_size=BATCH_SIZE, epochs=epochs, seed=seed)
+        steps = -(-len(x_train) // BATCH_SIZE)
         history = model.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=callbacks).history
         model.calibrate(x_train, train_ids)
         seconds = time.perf_counter() - start
@@ -127,21 +131,6 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         metrics.update(measure(model, data["test"], quick=profile.is_quick, seed=seed))
     save(model, out, vocab if conditional else None)
     return artifacts.write_metrics(out, metrics, run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
-
-
-def _batches(images, caption_ids=None, *, epochs: int, seed: int):
-    """Global batches of ``images`` (with their caption ids) for ``epochs`` passes, each pass in an
-    order drawn from ``seed`` (:func:`mmcourse.models.vision.index_batches`: one device and several
-    replicas see the same batches). Returns ``(dataset, steps_per_epoch)``."""
-    from mmcourse.models.vision import index_batches
-
-    tf = tensorflow()
-    images = tf.constant(images)
-    ids = None if caption_ids is None else tf.constant(caption_ids)
-    # fit's x is the images, or the pair (images, ids) wrapped in a 1-tuple: there is no target
-    gather = (lambda rows: tf.gather(images, rows)) if ids is None else (lambda rows: ((tf.gather(images, rows), tf.gather(ids, rows)),))
-    batches = index_batches(len(images), batch_size=BATCH_SIZE, epochs=epochs, seed=seed)
-    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), -(-len(images) // BATCH_SIZE)
 
 
 def measure_elbo(model: VAE, test: shapes.ShapesDataset) -> dict:

@@ -42,7 +42,7 @@ from mmcourse import artifacts, device, imageops
 from mmcourse import training as training_lib
 from mmcourse.checks import check_positive_int, check_seed
 from mmcourse._tf import tensorflow
-from mmcourse.data import shapes
+from mmcourse.data import pipeline, shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.models import vision
 
@@ -456,23 +456,16 @@ def retrieval_dataset(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, bat
     negative = [hard_negative(c, rng) for c in flat]
     negative_tokens = encode_captions(negative, vocabulary).reshape(n, refs, TEXT_LENGTH)
     negative_codes = meaning_codes(negative).reshape(n, refs, 3)
-    images_t, tokens_t = tf.constant(images), tf.constant(tokens)
-    ccodes_t, scodes_t = tf.constant(caption_codes), tf.constant(scene_codes)
-    ntokens_t, ncodes_t = tf.constant(negative_tokens), tf.constant(negative_codes)
+    images_t, scodes_t = tf.constant(images), tf.constant(scene_codes)
+    per_caption = tuple(tf.constant(t) for t in (tokens, negative_tokens, caption_codes, negative_codes))
 
-    @tf.autograph.experimental.do_not_convert  # plain tensor code; converting it only logs a warning
-    def pick(step, index):
-        k = tf.random.stateless_uniform(tf.shape(index), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=refs, dtype=tf.int64)
-        at = tf.stack([index, k], axis=-1)
-        inputs = (tf.gather(images_t, index), tf.gather_nd(tokens_t, at), tf.gather_nd(ntokens_t, at))
-        return inputs, (tf.gather_nd(ccodes_t, at), tf.gather(scodes_t, index), tf.gather_nd(ncodes_t, at))
+    def gather(step, pair_rows):
+        rows = tf.reshape(pair_rows[:, None] * group + tf.range(group, dtype=pair_rows.dtype), [-1])  # an image, then its twin
+        tokens, ntokens, ccodes, ncodes = pipeline.take(per_caption, rows, pipeline.pick_reference(rows, refs, seed=seed, step=step))
+        return (pipeline.take(images_t, rows), tokens, ntokens), (ccodes, pipeline.take(scodes_t, rows), ncodes)
 
-    # every pass in its own order of the images (with twins: of the pairs), drawn up front
-    per_batch = batch_size // group
-    orders = vision.index_batches(n // group, batch_size=per_batch, epochs=epochs, seed=seed)
-    orders = orders.filter(lambda rows: tf.shape(rows)[0] == per_batch)  # full batches only
-    rows = orders.map(lambda rows: tf.reshape(rows[:, None] * group + tf.range(group, dtype=rows.dtype), [-1]))
-    return rows.enumerate().map(pick).prefetch(2)
+    # every pass in its own order of the images (with twins: of the pairs), drawn up front; full batches only
+    return pipeline.batches(n // group, gather, batch_size=batch_size // group, epochs=epochs, seed=seed, full_batches=True)
 
 
 def train_dual_encoder(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, text_encoder: str = "gru", epochs: int = 10,

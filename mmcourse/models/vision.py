@@ -36,7 +36,7 @@ tf = tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from mmcourse import device, training  # noqa: E402
-from mmcourse.data import shapes  # noqa: E402
+from mmcourse.data import pipeline, shapes  # noqa: E402
 
 __all__ = [
     "cell_targets",
@@ -48,8 +48,6 @@ __all__ = [
     "build_attribute_classifier",
     "attribute_targets",
     "train_attribute_classifier",
-    "index_batches",
-    "shuffled_batches",
     "predict_attributes",
     "encode",
     "nearest_images",
@@ -188,7 +186,9 @@ def train_attribute_classifier(
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     epochs = check_positive_int(epochs, "epochs")
-    batches, steps = shuffled_batches(preprocess(train.images), attribute_targets(train), batch_size=batch_size, epochs=epochs, seed=seed)
+    # every pass in its own order drawn from seed, the same on one device and on several
+    batches = pipeline.table_batches((preprocess(train.images), attribute_targets(train)), batch_size=batch_size, epochs=epochs, seed=seed)
+    steps = -(-len(train) // batch_size)
     validation = None if val is None else (preprocess(val.images), attribute_targets(val))
     callbacks = list(callbacks)
     if cosine_decay:
@@ -199,33 +199,6 @@ def train_attribute_classifier(
     if cosine_decay:
         model.optimizer.learning_rate = eta_0  # as compiled, so that training again starts from η₀
     return history
-
-
-def index_batches(n: int, *, batch_size: int, epochs: int, seed: int):
-    """Batches of row indices ``0 … n-1`` for ``epochs`` passes, each pass in its own order drawn
-    from ``seed``: a ``tf.data`` pipeline of ``epochs · ⌈n / batch_size⌉`` batches, to be read by
-    one ``fit(..., epochs=epochs, steps_per_epoch=⌈n / batch_size⌉)``.
-
-    The orders are drawn up front, so they do not depend on how often the pipeline is iterated
-    (TensorFlow's ``shuffle(reshuffle_each_iteration=True)`` does: a ``MirroredStrategy``
-    iterates it a different number of times than one device does, and trains on other
-    batches). The global batch is split between replicas after it is drawn, so one device
-    and several see the same batches.
-    """
-    rng = np.random.default_rng(seed)
-    orders = np.stack([rng.permutation(n) for _ in range(epochs)]) if n else np.zeros((epochs, 0), np.int64)
-    return tf.data.Dataset.from_tensor_slices(orders).flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-
-
-def shuffled_batches(x: np.ndarray, y, *, batch_size: int, epochs: int, seed: int):
-    """``(x, y)`` in batches for ``epochs`` passes, reshuffled every pass (see :func:`index_batches`).
-    ``y`` is an array or a dict of arrays, one row per row of ``x``. Returns ``(dataset,
-    steps_per_epoch)``."""
-    x = tf.constant(x)
-    y = tf.nest.map_structure(tf.constant, y)
-    gather = lambda rows: (tf.gather(x, rows), tf.nest.map_structure(lambda t: tf.gather(t, rows), y))  # noqa: E731
-    batches = index_batches(len(x), batch_size=batch_size, epochs=epochs, seed=seed)
-    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), -(-len(x) // batch_size)
 
 
 def predict_attributes(model: keras.Model, images, *, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -322,7 +295,8 @@ def pretrain_image_encoder(n_images: int = 4_000, epochs: int = 4, *, channels: 
 
         callbacks = [TqdmCallback(verbose=0, desc="pre-train image encoder")]
     data = shapes.generate(n_images, seed=(seed, 101), holdout=holdout)
-    batches, steps = shuffled_batches(preprocess(data.images), cell_targets(data), batch_size=batch_size, epochs=epochs, seed=seed)
+    batches = pipeline.table_batches((preprocess(data.images), cell_targets(data)), batch_size=batch_size, epochs=epochs, seed=seed)
+    steps = -(-len(data) // batch_size)
     start = time.perf_counter()
     with device.strategy().scope(), training.seeded(seed):
         encoder = build_image_encoder(channels)

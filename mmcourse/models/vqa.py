@@ -37,7 +37,7 @@ import numpy as np
 from mmcourse.checks import check_positive_int
 from mmcourse import artifacts, device, training
 from mmcourse._tf import tensorflow
-from mmcourse.data import shapes
+from mmcourse.data import pipeline, shapes
 from mmcourse.data.text import Vocabulary, pad_sequences
 from mmcourse.layers.attention import MultiHeadAttention
 from mmcourse.models import vision
@@ -360,19 +360,15 @@ def grid_features(encoder: keras.Model, images, *, batch_size: int = 256) -> np.
 
 def _dataset(grids: np.ndarray, data: VQAData, *, batch_size: int, epochs: int = 1, seed: int | None = None):
     """``({"grid", "question"}, answer)`` batches: in order (``seed=None``), or for ``epochs`` passes
-    each in its own order drawn from ``seed`` (:func:`mmcourse.models.vision.index_batches`)."""
-    table = tf.constant(grids)
-    index = tf.constant(data.image_index)
+    each in its own order drawn from ``seed`` (:func:`mmcourse.data.pipeline.row_batches`)."""
+    table, index = tf.constant(grids), tf.constant(data.image_index)
     tokens, answers = tf.constant(data.tokens), tf.constant(data.answers)
-    if seed is None:
-        ds = tf.data.Dataset.range(len(data)).batch(batch_size)
-    else:
-        ds = vision.index_batches(len(data), batch_size=batch_size, epochs=epochs, seed=seed)
 
-    def gather(m):
-        return {"grid": tf.gather(table, tf.gather(index, m)), "question": tf.gather(tokens, m)}, tf.gather(answers, m)
+    def gather(step, pairs):
+        question, answer = pipeline.take((tokens, answers), pairs)
+        return {"grid": pipeline.take(table, pipeline.take(index, pairs)), "question": question}, answer
 
-    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return pipeline.batches(len(data), gather, batch_size=batch_size, epochs=epochs, seed=seed)
 
 
 def _check_grids(grids, data: VQAData) -> np.ndarray:
