@@ -15,10 +15,12 @@ from mmcourse.metrics import judge as J
 from mmcourse.models import vae as V
 from mmcourse.models.gan import GAN
 
-# Plain SGD for the training comparisons, at rates where the losses move in 4 steps (the VAE's
-# −ELBO by a third, the GAN's two losses by 12-14%; at twice the GAN's rate it diverges). Not Adam: Adam divides each step by the
-# gradients' own size, so it would hide gradients summed twice across replicas, or left
-# multiplied or divided by the loss scale; with SGD they change the step, and the loss.
+# Plain SGD for the training comparisons, at rates where the losses move in each of 3 steps on
+# one batch of 8 (the VAE's −ELBO by about a quarter a step; the GAN's losses by more; at twice
+# the GAN's rate it diverges). Not Adam: Adam divides each step by the gradients' own size, so
+# it would hide gradients summed twice across replicas, or left multiplied or divided by the
+# loss scale; with SGD they change the step, and the loss. One small batch because under
+# mixed_float16 this CPU runs the convolutions in emulated float16 (about 0.5 s per image and step).
 LEARNING_RATES = {"vae": 3e-7, "cvae": 3e-7, "gan": 0.1}
 LOSSES = {"vae": ("loss",), "cvae": ("loss",), "gan": ("d_loss", "g_loss")}
 
@@ -39,7 +41,9 @@ def captioned():
 @pytest.fixture(scope="module")
 def trained(images, captioned):
     """``trained(kind, precision="float32", replicas=None)`` → ``(model, history)``: built from
-    seed 0 and fitted for 2 epochs of 2 batches of 16 with SGD, once per module for each setting."""
+    seed 0 and fitted for 3 epochs of one batch of 8 with SGD, once per module for each setting
+    (small batches: under mixed_float16 a CPU runs these convolutions in emulated float16,
+    about 1 s per image and step)."""
     cache = {}
 
     def fit(kind, precision="float32", replicas=None):
@@ -55,7 +59,8 @@ def trained(images, captioned):
                         model = V.VAE(4, vocab_size=len(captioned[2]) if conditional else 0)
                         model.compile(sgd())
                         inputs = captioned[:2] if conditional else images
-                history = model.fit(inputs, batch_size=16, epochs=2, verbose=0, shuffle=False).history
+                inputs = tuple(part[:8] for part in inputs) if isinstance(inputs, tuple) else inputs[:8]
+                history = model.fit(inputs, batch_size=8, epochs=3, verbose=0, shuffle=False).history
             cache[kind, precision, replicas] = model, history
         return cache[kind, precision, replicas]
 
@@ -74,38 +79,41 @@ def trained_cvae(trained):
 
 @pytest.mark.parametrize("kind", ["vae", "cvae", "gan"])
 def test_mixed_precision_trains_like_float32(kind, trained):
-    """Same seed, same data, the same 4 SGD steps in float32 and under ``mixed_float16``.
+    """Same seed, same data, the same 3 SGD steps in float32 and under ``mixed_float16``.
 
-    Tolerance: each epoch's mean loss within 1% of float32's. float16 keeps about three
-    significant digits; the mixed runs came within 7e-5 (VAE, CVAE) and 3e-3 (the GAN's
-    L_G) of float32. The float32 losses move by more than 10% from the first epoch to the
-    second, so a mixed run whose steps were skipped for overflow, or whose gradients stayed
-    multiplied or divided by the loss scale, falls outside it.
+    Tolerance: each epoch's loss within 1% of float32's. float16 keeps about three
+    significant digits; measured: VAE 1.0e-4, CVAE 6.8e-4, GAN 8.4e-4 (L_D) and 3.1e-3
+    (L_G). The float32 losses move by more than 20% from the first epoch to the second, so
+    a mixed run whose steps were skipped for overflow, or whose gradients stayed divided by
+    the loss scale (2^15: no step at all), falls outside it. Gradients summed twice are the
+    two-replica test's job.
     """
     _, one = trained(kind)
     _, mixed = trained(kind, "mixed")
     for key in LOSSES[kind]:
-        assert abs(one[key][1] / one[key][0] - 1) > 0.1, key  # it learned, so the comparison can tell
+        moved = abs(one[key][1] / one[key][0] - 1)
+        assert moved > 0.2, (key, moved)  # it learned, so the comparison can tell
         np.testing.assert_allclose(mixed[key], one[key], rtol=1e-2, err_msg=key)
 
 
 @pytest.mark.parametrize("kind", ["vae", "cvae", "gan"])
 def test_two_replicas_train_like_one_device(kind, trained):
-    """The same 4 SGD steps on one device and on two CPU replicas (each gets 8 of the 16 images).
+    """The same 3 SGD steps on one device and on two CPU replicas (each gets 4 of the 8 images).
 
     The noise (the VAE's reparameterisation ε, the GAN's z) is drawn for the global batch
     and sliced per replica (:func:`mmcourse.training.replica_normal`), and batch
     normalisation is synchronised, so both runs compute the same thing; nothing is switched
-    off. Tolerance: relative 2e-4 per epoch's mean loss, for float32 sums taken in another
-    order (each replica sums its half of the batch), grown over 4 steps: measured at most
-    2.5e-5 (VAE, CVAE) and 2e-6 (GAN). A gradient summed twice, or left scaled, doubles
-    or shrinks the SGD step and moves the second epoch's loss by percents.
+    off. Tolerance: relative 1e-3 per epoch's loss, for float32 sums taken in another order
+    (each replica sums its half of the batch), grown over 3 steps; measured: VAE 1.2e-5,
+    CVAE 5.9e-6, GAN 1.2e-5 (L_D) and 2.4e-4 (L_G: the game grows differences most). A
+    gradient summed twice, or left scaled, doubles or shrinks the SGD step, and the loss
+    after it moves by more than 20% (see the mixed-precision test).
     """
     _, one = trained(kind)
     model, two = trained(kind, "float32", 2)
     assert model.distribute_strategy.num_replicas_in_sync == 2
     for key in LOSSES[kind]:
-        np.testing.assert_allclose(two[key], one[key], rtol=2e-4, err_msg=key)
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-3, err_msg=key)
 
 
 def test_replica_noise_is_the_one_device_noise():
