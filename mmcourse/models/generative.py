@@ -148,7 +148,8 @@ def measure(model: VAE, test: shapes.ShapesDataset, *, quick: bool = False, seed
     (:func:`measure_elbo`), and what a judge reads.
 
     A judge is trained (:meth:`SceneJudge.train`, sizes from :data:`JUDGE_SIZES`, with its
-    exact-read rate on ``test`` recorded), then reads :func:`sample_quality` of ``len(test)``
+    exact-read rate on ``test`` recorded; always in float32, on the current device or
+    replicas), then reads :func:`sample_quality` of ``len(test)``
     prior samples (plain model), or whether images drawn from each test image's first
     caption are true to it, with the reconstructions as a ceiling (conditional model).
     """
@@ -159,7 +160,8 @@ def measure(model: VAE, test: shapes.ShapesDataset, *, quick: bool = False, seed
     test_ids = shapes.encode_captions(test_captions) if model.conditional else None
     metrics = measure_elbo(model, test)
     judge_images, judge_epochs = JUDGE_SIZES["quick" if quick else "full"]
-    judge = SceneJudge.train(n=judge_images, epochs=judge_epochs, seed=seed)
+    with device.use("float32"):  # the instrument is the same whatever precision the model trained in
+        judge = SceneJudge.train(n=judge_images, epochs=judge_epochs, seed=seed)
     metrics["judge_read_accuracy"] = judge.read_accuracy(test)
     if model.conditional:
         drawn = model.sample(len(test_ids), test_ids, seed=seed)
