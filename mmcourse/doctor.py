@@ -23,13 +23,14 @@ def report() -> list[str]:
     import os
 
     from mmcourse import __version__
+
+    p = profile()  # a bad MMCOURSE_PROFILE is refused before TensorFlow takes seconds to load
     from mmcourse import device
     from mmcourse.data import catalog
 
     lines = [f"mmcourse {__version__} · Python {platform.python_version()} · {platform.system()} {platform.machine()}"]
     lines.append("packages: " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES))
     lines.append("devices: " + device.describe())
-    p = profile()
     origin = f"from ${PROFILE_ENV}" if os.environ.get(PROFILE_ENV) else "default"
     lines.append(
         f"profile: {p.name} ({origin}) · {p.n_train:,} train / {p.n_val:,} val / {p.n_test:,} test images, "
