@@ -26,7 +26,7 @@ tf = tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["start_command", "compile", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
+__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
 
 
 @contextlib.contextmanager
@@ -121,8 +121,35 @@ def for_precision(optimizer, policy: str, *, initial_scale: float = 2.0**15):
 
 
 def compile(model: keras.Model, optimizer, *, initial_scale: float = 2.0**15, **kwargs) -> keras.Model:
-    """``model.compile(optimizer, **kwargs)`` with the optimizer :func:`for_precision` the model's policy."""
+    """``model.compile(optimizer, **kwargs)`` with the optimizer :func:`for_precision` the model's
+    policy, and built from one replica's share of a batch (:func:`build_from_one_replica`)."""
     model.compile(optimizer=for_precision(optimizer, model.dtype_policy.name, initial_scale=initial_scale), **kwargs)
+    return build_from_one_replica(model)
+
+
+def build_from_one_replica(model: keras.Model) -> keras.Model:
+    """Let ``fit`` and ``evaluate`` start on several replicas whatever the first batch's size.
+
+    Before its first step under a strategy, Keras (3.10-3.15) builds the model from the first
+    batch *averaged across replicas* (``strategy.reduce("MEAN", ...)``), only to learn its
+    shapes. When that batch does not split evenly (fewer rows than the global batch, or a batch
+    size that is not a multiple of the replicas: 199 questions on 2 replicas are 100 + 99) the
+    average fails with "AddN must have the same size and shape". The first replica's share has
+    the same shapes and always exists, so this model is built from it instead.
+    """
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        strategy = model._distribute_strategy
+        if strategy is None or iterator is None:
+            return keras_maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+            break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    keras_maybe_symbolic_build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = maybe_symbolic_build
     return model
 
 

@@ -184,6 +184,25 @@ def test_several_replicas_train_as_one_device():
     assert one[-1] < one[0]
 
 
+def test_a_first_batch_that_does_not_split_evenly_trains_on_several_replicas():
+    """7 rows, global batch 8, 2 replicas: 4 + 3. Keras builds a distributed model from its first
+    batch averaged across replicas, which fails on 4 + 3 ("AddN must have the same size");
+    :func:`mmcourse.training.build_from_one_replica` (part of ``training.compile``) builds it
+    from one replica's share, for models with their own loss and with compiled losses and metrics."""
+    x = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+    y = np.sin(x.sum(1, keepdims=True))
+    with device.use("float32", 2) as run:
+        with run.strategy.scope(), training.seeded(0):
+            own = training.compile(Regression(), keras.optimizers.SGD(0.1))
+            inputs = keras.Input((4,))
+            compiled = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+            training.compile(compiled, keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
+        for model in (own, compiled):
+            history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False).history["loss"]
+            assert np.all(np.isfinite(history)) and history[-1] < history[0]
+        assert np.isfinite(compiled.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["mae"])
+
+
 def test_mixed_precision_trains_like_float32_even_on_several_replicas():
     """(a) Under mixed_float16 the losses follow float32's within 5% (float16 activations round to
     about 3 decimals) — here the gradients never overflow, so no step is skipped; on 2 replicas as on

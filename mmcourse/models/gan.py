@@ -15,7 +15,7 @@ from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.models.autoencoder import build_image_decoder
-from mmcourse.training import as_float32, for_precision, replica_normal, replica_share
+from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_normal, replica_share
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -68,6 +68,7 @@ class GAN(keras.Model):
         for optimizer in (d_optimizer, g_optimizer):
             optimizers.append(for_precision(optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5), self.dtype_policy.name))
         self.d_optimizer, self.g_optimizer = optimizers
+        build_from_one_replica(self)
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 

@@ -31,7 +31,7 @@ from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.imageops import to_unit
 from mmcourse.models.autoencoder import build_image_decoder, build_image_encoder
-from mmcourse.training import as_float32, for_precision, replica_normal, replica_share
+from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_normal, replica_share
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -180,6 +180,7 @@ class VAE(keras.Model):
         """Keras's ``compile``; under mixed precision the optimizer is wrapped in
         :class:`mmcourse.training.LossScaleOptimizer` starting at :data:`INITIAL_LOSS_SCALE`."""
         super().compile(optimizer=for_precision(optimizer, self.dtype_policy.name, initial_scale=INITIAL_LOSS_SCALE), **kwargs)
+        build_from_one_replica(self)
 
     # -- the pieces, each usable on its own in a notebook
     def condition(self, caption_ids):
