@@ -231,8 +231,8 @@ def test_train_command_writes_what_it_measured(tmp_path, monkeypatch, vocab):
     reloaded, holds the pre-trained encoder unchanged (frozen while the decoder trained) and gives
     the exact match metrics.json says (same test split). (Float32: the same command in mixed
     precision takes twice as long on a CPU; the mixed path is tested above.)"""
-    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (64, 1, 64, 1), "full": (64, 1, 64, 1)})
-    monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=40))
+    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (32, 1, 32, 1), "full": (32, 1, 32, 1)})
+    monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=16))
     pretrained, real = [], vision.pretrain_image_encoder
 
     def pretrain(*args, **kwargs):  # the real one, keeping the encoder it returns
@@ -247,12 +247,12 @@ def test_train_command_writes_what_it_measured(tmp_path, monkeypatch, vocab):
     assert (saved["profile"], saved["seed"], saved["test_seed"], saved["precision"], saved["replicas"]) == ("quick", 3, [3, 2], "float32", 1)
     assert saved["train_seconds"] == pytest.approx(saved["encoder_seconds"] + saved["decoder_seconds"])
     assert saved["encoder_seconds"] == pretrained[0][2]
-    assert saved["test_images"] == 40 and saved["fusion"] == "attention" and np.isfinite(saved["final_loss"])
+    assert saved["test_images"] == 16 and saved["fusion"] == "attention" and np.isfinite(saved["final_loss"])
     model, loaded_vocab = C.load(tmp_path)  # checked against the SHA256 the command wrote
     assert loaded_vocab == vocab and model.fusion == "attention" and not model.compiled
     for mine, theirs in zip(model.encoder.get_weights(), pretrained[0][0].get_weights()):
         np.testing.assert_array_equal(mine, theirs)  # training the decoder left the encoder as it was
-    test = shapes.generate(40, seed=(3, 2))
+    test = shapes.generate(16, seed=(3, 2))
     assert C.evaluate(model, test, loaded_vocab)["exact_match"] == saved["exact_match"]
 
 
