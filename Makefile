@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/shapes_generation.py
+	$(BIN)/python benchmarks/captioner_flops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

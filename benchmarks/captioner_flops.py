@@ -26,11 +26,13 @@ def matmul_peak(n: int = 2048, repeats: int = 20) -> float:
     a = tf.random.normal((n, n), seed=0)
     b = tf.random.normal((n, n), seed=1)
 
+    scale = n**-0.5  # keeps the entries of a product of normal matrices near 1
+
     @tf.function
     def product(a, b):
         c = a
         for _ in range(repeats):
-            c = tf.matmul(a, b) + c * 0.0  # a chain, so no product can be skipped
+            c = tf.matmul(c, b) * scale  # each product needs the one before: none can be skipped or merged
         return tf.reduce_sum(c)
 
     product(a, b).numpy()
