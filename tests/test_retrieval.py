@@ -288,18 +288,18 @@ def test_save_and_load(trained, vocab, data, tmp_path):
 def test_evaluate_and_train_command(monkeypatch, tmp_path, capsys):
     """`mmcourse train retrieval` end to end (train_dual_encoder with Adam and its cosine steps);
     the model it saved, reloaded, gives the Recall@K it wrote."""
-    monkeypatch.setattr(R, "TRAIN_SIZES", {"quick": (128, 1), "full": (128, 1)})
-    monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=60))
+    monkeypatch.setattr(R, "TRAIN_SIZES", {"quick": (64, 1), "full": (64, 1)})
+    monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=30))
     assert cli.main(["train", "retrieval", "--profile", "quick", "--out", str(tmp_path), "--seed", "3", "--precision", "float32"]) == 0
     metrics = artifacts.read_metrics(tmp_path)
     assert list(metrics)[:9] == ["profile", "seed", "test_seed", "train_seconds", "precision", "replicas", "device", "versions", "command"]
     assert (metrics["seed"], metrics["test_seed"], metrics["precision"], metrics["replicas"]) == (3, [3, 2], "float32", 1)
-    assert metrics["train_seconds"] > 0 and metrics["test_images"] == 60 and metrics["batch_size"] == R.BATCH_SIZE
+    assert metrics["train_seconds"] > 0 and metrics["test_images"] == 30 and metrics["batch_size"] == R.BATCH_SIZE
     # a semantic hit includes the instance hit: never lower
     assert all(metrics[f"semantic_recall@{k}_{w}"] >= metrics[f"recall@{k}_{w}"] for k in (1, 5, 10) for w in ("t2i", "i2t"))
     assert "Recall@1/5/10" in capsys.readouterr().out
     model, vocabulary = R.load(tmp_path)  # checked against the SHA256 the command wrote
-    measured = R.evaluate(model, shapes.generate(60, seed=(3, 2)), vocabulary)
+    measured = R.evaluate(model, shapes.generate(30, seed=(3, 2)), vocabulary)
     assert measured["semantic_recall@1_t2i"] == metrics["semantic_recall@1_t2i"]
 
 
