@@ -1,7 +1,6 @@
 """What a trained model leaves on disk: --out checked first, models without optimizer state, one
 metrics.json schema, checksums verified before loading; and commands that fail fast."""
 
-import json
 import os
 import shutil
 import subprocess

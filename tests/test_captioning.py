@@ -188,16 +188,7 @@ def test_saves_without_optimizer_and_loads_safely(tmp_path, model, vocab, data):
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="fusion must be one of inject, merge, attention"):
         C.Captioner(30, fusion="late")
-    # train_command checks everything before it trains (each of these returns at once)
-    for kwargs, message in ((dict(fusion="late"), "fusion must be one of"), (dict(seed=-1), "seed must be"),
-                            (dict(profile="huge"), "not a profile"), (dict(precision="half"), "precision must be one of"),
-                            (dict(cpu_replicas=0), "cpu_replicas must be")):
-        with pytest.raises(ValueError, match=message):
-            C.train_command(tmp_path / "out", **kwargs)
-    assert not (tmp_path / "out").exists()
-    (tmp_path / "file").write_text("occupied")
-    with pytest.raises(ValueError, match="is a file"):
-        C.train_command(tmp_path / "file", profile="quick")
+    # (train_command's checks: tests/test_train_commands.py)
 
 
 def test_caption_dataset_draws_every_reference(vocab, data):

@@ -3,7 +3,6 @@ is_true_of, towers, search, saving, the training command, and the same training 
 mixed precision and on two replicas — on models trained for a few steps."""
 
 import dataclasses
-import json
 import zipfile
 
 import numpy as np
@@ -301,18 +300,6 @@ def test_evaluate_and_train_command(monkeypatch, tmp_path, capsys):
     model, vocabulary = R.load(tmp_path)  # checked against the SHA256 the command wrote
     measured = R.evaluate(model, shapes.generate(30, seed=(3, 2)), vocabulary)
     assert measured["semantic_recall@1_t2i"] == metrics["semantic_recall@1_t2i"]
-
-
-def test_train_command_checks_its_arguments_first(tmp_path):
-    for kwargs, message in ((dict(text_encoder="lstm"), "text_encoder must be one of"), (dict(seed=-1), "seed must be"),
-                            (dict(profile="huge"), "not a profile"), (dict(precision="half"), "precision must be one of"),
-                            (dict(cpu_replicas=0), "cpu_replicas must be")):
-        with pytest.raises(ValueError, match=message):
-            R.train_command(tmp_path / "out", **kwargs)
-    assert not (tmp_path / "out").exists()
-    (tmp_path / "file").write_text("occupied")
-    with pytest.raises(ValueError, match="is a file"):
-        R.train_command(tmp_path / "file", profile="quick")
 
 
 def numpy_info_nce_with_negatives(x, y, n, scale, positives, negative_positives):
