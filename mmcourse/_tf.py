@@ -20,7 +20,32 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _started_already() -> bool:
+    """Whether TensorFlow's runtime started before this module was imported (without importing it)."""
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.eager import context
+
+    return context.context()._context_handle is not None  # noqa: SLF001 - TensorFlow offers no public query
+
+
+# TensorFlow reads TF_FORCE_GPU_ALLOW_GROWTH once, when its runtime starts, and the variable then
+# overrides set_memory_growth. Remember whether the learner set it, and whether ours came in time.
+_GROWTH_SET_BY_LEARNER = os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH")
+_GROWTH_DEFAULT_TOO_LATE = _GROWTH_SET_BY_LEARNER is None and _started_already()
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+
+def growth_from_environment() -> bool | None:
+    """What ``TF_FORCE_GPU_ALLOW_GROWTH`` decides for the runtime: ``True`` (memory grows),
+    ``False`` (the learner set it to something else: growth stays off whatever
+    ``set_memory_growth`` says), or ``None`` when it decides nothing (TensorFlow had started
+    before :mod:`mmcourse` set it, so ``set_memory_growth`` before that start decided)."""
+    if _GROWTH_DEFAULT_TOO_LATE:
+        return None
+    return os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "true"
 
 
 @contextlib.contextmanager
@@ -59,10 +84,5 @@ def tensorflow():
 
 def runtime_started() -> bool:
     """Whether TensorFlow's runtime has started (after which devices cannot be reconfigured)."""
-    tf = tensorflow()
-    try:
-        from tensorflow.python.eager import context
-    except ImportError:  # pragma: no cover - a TensorFlow without this module: assume the worst
-        return True
-    del tf
-    return context.context()._context_handle is not None  # noqa: SLF001 - TensorFlow offers no public query
+    tensorflow()
+    return _started_already()

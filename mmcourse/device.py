@@ -37,7 +37,7 @@ import os
 from dataclasses import dataclass
 
 from mmcourse.checks import check_positive_int
-from mmcourse._tf import runtime_started, tensorflow
+from mmcourse._tf import growth_from_environment, runtime_started, tensorflow
 
 tf = tensorflow()
 
@@ -85,40 +85,46 @@ def _keras_version() -> str:
 
 
 def memory_growth() -> bool | None:
-    """Whether every GPU's memory grows as needed (``None`` without a GPU)."""
+    """Whether every GPU's memory grows as needed (``None`` without a GPU): what
+    ``TF_FORCE_GPU_ALLOW_GROWTH`` decided when the runtime started, else ``set_memory_growth``."""
     found = gpus()
     if not found:
         return None
-    if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "true":
-        return True
+    decided = growth_from_environment()
+    if decided is not None:
+        return decided
     return all(tf.config.experimental.get_memory_growth(d) for d in found)
 
 
 def enable_memory_growth() -> int:
-    """Let every GPU's memory grow as needed; return how many GPUs now have it on.
+    """Let every GPU's memory grow as needed; return how many GPUs have it on.
 
     It must happen before TensorFlow's runtime starts. Importing :mod:`mmcourse` does not
     start it, and sets ``TF_FORCE_GPU_ALLOW_GROWTH=true`` unless you set it otherwise, so
-    growth is normally already on. If the runtime has started with growth off, this raises
-    ``RuntimeError`` saying to restart the kernel and call it first.
+    growth is normally already on. Raises ``RuntimeError`` saying what to do when it cannot
+    be on: the runtime started with growth off (restart the kernel and call this first), or
+    ``TF_FORCE_GPU_ALLOW_GROWTH`` is set to something other than ``true``.
     """
     found = gpus()
-    done = 0
+    decided = growth_from_environment()
+    if decided is True:
+        return len(found)
+    if decided is False and found:
+        raise RuntimeError(
+            f"GPU memory growth is off: TF_FORCE_GPU_ALLOW_GROWTH={os.environ.get('TF_FORCE_GPU_ALLOW_GROWTH')!r} "
+            "in the environment overrides it. Unset it (or set it to true) and restart the kernel"
+        )
     for d in found:
         try:
             if not tf.config.experimental.get_memory_growth(d):
                 tf.config.experimental.set_memory_growth(d, True)
-            done += 1
         except RuntimeError as error:
-            if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "true":
-                done += 1  # the runtime read the environment variable when it started
-                continue
             raise RuntimeError(
                 "too late to turn on GPU memory growth: TensorFlow has already started and took the GPU's memory. "
                 "Restart the kernel and call mmcourse.device.setup() before anything else uses TensorFlow "
                 "(or set TF_FORCE_GPU_ALLOW_GROWTH=true before starting Python)"
             ) from error
-    return done
+    return len(found)
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -255,8 +261,8 @@ def setup(mixed_precision: bool | None = None) -> str:
         try:
             enable_memory_growth()
             growth = " · GPU memory grows as needed"
-        except RuntimeError:
-            growth = " · GPU memory growth OFF (too late to change: restart the kernel and run this cell first)"
+        except RuntimeError as error:
+            growth = f" · GPU memory growth OFF ({error})"
     policy = precision_policy(mixed_precision)
     replicas = strategy().num_replicas_in_sync
     return f"{describe()} · policy {policy} · {replicas} replica{'s' if replicas > 1 else ''}{growth}"

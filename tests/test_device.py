@@ -72,14 +72,23 @@ def test_too_late_to_split_the_cpu_is_said_clearly():
 
 
 def test_memory_growth_reports_what_took_effect(monkeypatch):
+    """What TF_FORCE_GPU_ALLOW_GROWTH decided when the runtime started wins (TensorFlow lets it
+    override set_memory_growth); when it decided nothing, set_memory_growth does, until the
+    runtime starts. Fake GPUs: this machine has none."""
+    from mmcourse import _tf
+
     fakes = [FakeGPU(0), FakeGPU(1)]
     growth = {}
     monkeypatch.setattr(device, "gpus", lambda: fakes)
     monkeypatch.setattr(tf.config.experimental, "get_memory_growth", lambda d: growth.get(d.name, False))
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda d, on: growth.__setitem__(d.name, on))
-    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
-    assert device.memory_growth() is False
-    assert device.enable_memory_growth() == 2 and device.memory_growth() is True
+    monkeypatch.setattr(device, "describe", lambda: "TensorFlow · 2 GPUs")
+
+    # mmcourse was imported after TensorFlow had started: its default came too late to count
+    monkeypatch.setattr(_tf, "_GROWTH_DEFAULT_TOO_LATE", True)
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    assert device.memory_growth() is False  # the variable is set, yet growth is off: said so
+    assert device.enable_memory_growth() == 2 and device.memory_growth() is True  # before the start: it works
 
     def too_late(d, on):
         raise RuntimeError("Physical devices cannot be modified after being initialized")
@@ -88,11 +97,29 @@ def test_memory_growth_reports_what_took_effect(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", too_late)
     with pytest.raises(RuntimeError, match="too late to turn on GPU memory growth: .*Restart the kernel"):
         device.enable_memory_growth()
-    monkeypatch.setattr(device, "describe", lambda: "TensorFlow · 2 GPUs")
-    assert "memory growth OFF (too late to change" in device.setup()
-    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # what importing mmcourse sets by default
+    assert "memory growth OFF (too late to turn on" in device.setup()
+
+    # the default case: mmcourse set the variable before the runtime started
+    monkeypatch.setattr(_tf, "_GROWTH_DEFAULT_TOO_LATE", False)
     assert device.enable_memory_growth() == 2 and device.memory_growth() is True
     assert "GPU memory grows as needed" in device.setup(mixed_precision=False)
+
+    # the learner turned it off: set_memory_growth cannot turn it on, and setup says why
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "false")
+    assert device.memory_growth() is False
+    assert "memory growth OFF (GPU memory growth is off: TF_FORCE_GPU_ALLOW_GROWTH='false'" in device.setup(mixed_precision=False)
+
+
+def test_importing_mmcourse_after_tensorflow_started_knows_its_default_came_too_late():
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os
+        os.environ.pop("TF_FORCE_GPU_ALLOW_GROWTH", None)
+        import tensorflow as tf
+        tf.constant(1.0)  # starts the runtime
+        from mmcourse import _tf
+        print(_tf.growth_from_environment(), os.environ["TF_FORCE_GPU_ALLOW_GROWTH"])
+    """)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["None", "true"], out.stderr[-2000:]
 
 
 def test_precision_auto_is_mixed_only_on_a_gpu(monkeypatch):
