@@ -89,9 +89,10 @@ def _versions() -> dict:
             "keras": keras.__version__, "numpy": np.__version__}
 
 
-def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed, train_seconds: float) -> dict:
+def write_metrics(out, metrics: dict, *, files, run, profile: str, seed: int, test_seed, train_seconds: float) -> dict:
     """Write ``out/metrics.json`` with the keys every model shares, then the model's own, and
-    ``out/SHA256`` listing the model files beside it (call it last); return the metrics.
+    ``out/SHA256`` listing the model's ``files`` (names in ``out``; call it after saving them, and
+    last); return the metrics. Other files in ``out`` are the learner's and are left out.
 
     ``train_seconds`` is the wall time of everything that fits weights for this model (any
     pre-training included; data generation and evaluation excluded). ``run`` is the
@@ -105,9 +106,7 @@ def write_metrics(out, metrics: dict, *, run, profile: str, seed: int, test_seed
     record.update(metrics)
     out = Path(out)
     (out / METRICS_FILE).write_text(json.dumps(record, indent=2))
-    kept = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.name not in (METRICS_FILE, CHECKSUM_FILE, "README.md"))
-    write_checksums(out, kept)  # what load_model checks before loading
+    write_checksums(out, sorted(files))  # what load_model checks before loading
     return record
 
 
@@ -138,27 +137,35 @@ def write_checksums(folder, names) -> Path:
 
 def verify(folder, name: str | None = None) -> Path:
     """Check every file listed in ``folder/SHA256``; raise :class:`ShippedModelError` naming the
-    first one that is missing or altered, and how to rebuild it."""
+    first one that is missing or altered, and what to do: for a model the course ships (its
+    folder under ``data/``), restore it or rebuild it with its command; for a folder a learner
+    trained, train into it again."""
+    from mmcourse import config
+
     folder = Path(folder)
     name = name or folder.name
-    rebuild = MODEL_COMMANDS.get(name, f"mmcourse train ... --out {folder}")
+    is_shipped = name in MODEL_COMMANDS and folder.resolve() == config.shipped_dir(name).resolve()
     listing = folder / CHECKSUM_FILE
     if not listing.is_file():
         where = "" if folder.is_dir() else " (the folder does not exist)"
         raise ShippedModelError(
             f"the shipped model {name!r} is not at {folder}{where}: it ships in the course's data/ folder of a source "
-            f"checkout (git clone, then `pip install -e .`); or rebuild it with `{rebuild}`"
+            f"checkout (git clone, then `pip install -e .`); or rebuild it with "
+            f"`{MODEL_COMMANDS.get(name, f'mmcourse train ... --out {folder}')}`"
         )
+    if is_shipped:
+        advice = f"restore it (`git checkout -- {folder}`) or rebuild it with `{MODEL_COMMANDS[name]}`"
+    else:
+        advice = f"train the model into {folder} again (the `mmcourse train ... --out` that made it)"
     for line in listing.read_text().splitlines():
         if not line.strip():
             continue
         expected, file = line.split(maxsplit=1)
         path = folder / file.strip()
         if not path.is_file():
-            raise ShippedModelError(f"{path} is missing; restore it (`git checkout -- {path}`) or rebuild it with `{rebuild}`")
+            raise ShippedModelError(f"{path} is missing; {advice}")
         if _sha256(path) != expected:
-            raise ShippedModelError(f"{path} is not the shipped file (its SHA-256 differs); restore it "
-                                    f"(`git checkout -- {path}`) or rebuild it with `{rebuild}`")
+            raise ShippedModelError(f"{path} is not the file that was saved there (its SHA-256 differs from {listing.name}); {advice}")
     return folder
 
 

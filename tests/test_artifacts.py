@@ -46,23 +46,28 @@ def test_models_are_saved_without_optimizer_state(tmp_path):
 def test_metrics_have_one_schema_and_a_checksum_list(tmp_path):
     model, _ = _model()
     artifacts.save_model(model, tmp_path / "m.keras")
+    (tmp_path / "notes.txt").write_text("the learner's own file, in the same folder")
     with device.use("float32") as run:
-        written = artifacts.write_metrics(tmp_path, {"accuracy": 0.5}, run=run, profile="quick", seed=3, test_seed=[3, 2],
+        written = artifacts.write_metrics(tmp_path, {"accuracy": 0.5}, files=["m.keras"], run=run, profile="quick", seed=3, test_seed=[3, 2],
                                           train_seconds=1.5)
     on_disk = artifacts.read_metrics(tmp_path)
     assert on_disk == written
     assert list(on_disk)[:9] == ["profile", "seed", "test_seed", "train_seconds", "precision", "replicas", "device", "versions", "command"]
     assert on_disk["precision"] == "float32" and on_disk["replicas"] == 1 and on_disk["accuracy"] == 0.5
     assert on_disk["versions"]["keras"] == keras.__version__
-    assert (tmp_path / "SHA256").read_text().split()[1] == "m.keras"
+    assert (tmp_path / "SHA256").read_text().split()[1::2] == ["m.keras"]  # the learner's notes.txt is theirs
     with pytest.raises(ValueError, match=r"\['precision'\] clash"):
-        artifacts.write_metrics(tmp_path, {"precision": 1.0}, run=run, profile="quick", seed=3, test_seed=[3, 2], train_seconds=1.5)
+        artifacts.write_metrics(tmp_path, {"precision": 1.0}, files=["m.keras"], run=run, profile="quick", seed=3, test_seed=[3, 2],
+                                train_seconds=1.5)
 
 
-def test_a_model_file_altered_by_one_byte_is_refused_naming_it(tmp_path):
+def test_a_model_file_altered_by_one_byte_is_refused_naming_it(tmp_path, monkeypatch):
     folder = tmp_path / "captioner"
     shutil.copytree(config.shipped_dir("captioner"), folder)
-    artifacts.verify(folder, "captioner")  # as shipped
+    artifacts.verify(folder, "captioner")  # a copy, as shipped
+    trained_here = folder.parent / "copy"
+    shutil.copytree(folder, trained_here)
+    monkeypatch.setattr(config, "shipped_dir", lambda name: tmp_path / name)  # the copy stands for data/captioner
     data = bytearray((folder / "captioner.keras").read_bytes())
     data[len(data) // 2] ^= 1
     (folder / "captioner.keras").write_bytes(bytes(data))
@@ -71,10 +76,14 @@ def test_a_model_file_altered_by_one_byte_is_refused_naming_it(tmp_path):
     message = str(error.value)
     assert "\n" not in message and str(folder / "captioner.keras") in message
     assert "mmcourse train captioner --profile full --out data/captioner" in message
-    shutil.copy(config.shipped_dir("captioner") / "captioner.keras", folder)
+    shutil.copy(trained_here / "captioner.keras", folder)
     (folder / "vocabulary.json").unlink()
     with pytest.raises(artifacts.ShippedModelError, match="vocabulary.json is missing"):
         artifacts.verify(folder, "captioner")
+    # a folder the learner trained is not told to restore a shipped file
+    (trained_here / "vocabulary.json").write_text("{}")
+    with pytest.raises(artifacts.ShippedModelError, match=f"vocabulary.json is not the file that was saved there .*train the model into {trained_here} again"):
+        artifacts.load_model(trained_here / "captioner.keras")
 
 
 def test_a_missing_shipped_folder_says_where_models_are_expected(tmp_path, monkeypatch):

@@ -198,4 +198,4 @@ def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", 
         metrics = {"train_images": n, "epochs": epochs, "test_images": len(test), "read_accuracy": judge.read_accuracy(test),
                    "single_objects_read_exactly": judge.read_accuracy(single), "outline_at_least_0.8": float((outline >= 0.8).mean())}
         judge.save(out)
-        return artifacts.write_metrics(out, metrics, run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
+        return artifacts.write_metrics(out, metrics, files=[MODEL_FILE], run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)

@@ -428,7 +428,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
                "encoder_epochs": encoder_epochs, "batch_size": BATCH_SIZE, "test_images": len(test), "encoder_seconds": encoder_seconds,
                "decoder_seconds": seconds, "final_loss": float(history["loss"][-1]), "final_word_loss": float(history["word_loss"][-1])}
     metrics.update({k: v for k, v in scores.items() if k not in ("captions", "attention")})
-    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2],
+    return artifacts.write_metrics(out, metrics, files=[MODEL_FILE, VOCABULARY_FILE], run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2],
                                    train_seconds=encoder_seconds + seconds)
 
 

@@ -591,4 +591,4 @@ def train_command(
         from mmcourse.wordsim import evaluate_all
 
         metrics.update(evaluate_all(vectors))
-    return artifacts.write_metrics(out, metrics, run=run, profile=profile, seed=seed, test_seed=None, train_seconds=vectors.seconds)
+    return artifacts.write_metrics(out, metrics, files=[VECTORS_FILE], run=run, profile=profile, seed=seed, test_seed=None, train_seconds=vectors.seconds)

@@ -130,7 +130,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
                    "decoder": model.decoder_kind, "beta": model.beta, "train_loss": float(history["loss"][-1])}
         metrics.update(measure(model, data["test"], quick=profile.is_quick, seed=seed))
     save(model, out, vocab if conditional else None)
-    return artifacts.write_metrics(out, metrics, run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
+    return artifacts.write_metrics(out, metrics, files=[MODEL_FILE, *([VOCABULARY_FILE] if conditional else [])], run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
 
 
 def measure_elbo(model: VAE, test: shapes.ShapesDataset) -> dict:

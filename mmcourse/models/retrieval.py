@@ -629,4 +629,4 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     save(model, vocabulary, out)
     metrics = {"text_encoder": text_encoder, "train_images": n, "epochs": epochs, "batch_size": BATCH_SIZE, "test_images": len(test),
                "final_loss": float(history["loss"][-1]), "temperature": model.logit_scale.temperature, **scores}
-    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
+    return artifacts.write_metrics(out, metrics, files=[MODEL_FILE, VOCABULARY_FILE], run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)

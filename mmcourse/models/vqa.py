@@ -467,7 +467,6 @@ def answer(encoder: keras.Model, model: VQAModel, image, question: str, vocabula
 
 TRAIN_SIZES = {"quick": (1_500, 2, 2_000, 2), "full": (8_000, 6, 6_000, 6)}  # (VQA images, epochs, encoder images, encoder epochs)
 ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE = "image_encoder.keras", "vqa.keras", "vocabulary.json"
-METRICS_FILE = artifacts.METRICS_FILE
 
 
 def save(encoder: keras.Model, model: VQAModel, out, vocabulary: Vocabulary | None = None) -> Path:
@@ -528,5 +527,5 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
                "encoder_images": n_encoder, "encoder_epochs": encoder_epochs, "test_images": len(test), "test_questions": len(test_pairs),
                **scores, "majority_baseline": majority, "encoder_seconds": encoder_seconds, "fusion_seconds": fusion_seconds,
                "encoder_final_loss": float(encoder_history["loss"][-1]), "final_loss": float(history["loss"][-1])}
-    return artifacts.write_metrics(out, metrics, run=run, profile=chosen.name, seed=seed, test_seed=test_seed,
+    return artifacts.write_metrics(out, metrics, files=[ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE], run=run, profile=chosen.name, seed=seed, test_seed=test_seed,
                                    train_seconds=encoder_seconds + fusion_seconds)
