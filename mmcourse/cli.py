@@ -61,10 +61,6 @@ def _train(args: argparse.Namespace, module: str, **options) -> dict:
     """Run ``mmcourse.models.<module>.train_command`` with the options every target shares."""
     import importlib
 
-    from mmcourse import device
-
-    if args.cpu_replicas and args.cpu_replicas > 1:
-        device.split_cpu(args.cpu_replicas)  # first, before anything starts TensorFlow's runtime
     package = "metrics" if module == "judge" else "models"
     command = importlib.import_module(f"mmcourse.{package}.{module}").train_command
     return command(args.out, profile=args.profile, seed=args.seed, precision=args.precision, cpu_replicas=args.cpu_replicas, **options)

@@ -99,7 +99,8 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 def start_command(out, *, profile=None, seed=0, precision: str = "auto", cpu_replicas=None):
     """What every ``train_command`` does first, before any data or training: check the profile,
-    seed, precision and replica count, and create (or check writable) ``out``.
+    seed, precision and replica count (and that the CPU can still be split into that many
+    devices), and create (or check writable) ``out``.
     Returns ``(profile, seed, out)`` as a :class:`mmcourse.config.Profile`, an ``int`` and a ``Path``."""
     from mmcourse import artifacts, config, device
 
@@ -108,6 +109,8 @@ def start_command(out, *, profile=None, seed=0, precision: str = "auto", cpu_rep
     device.resolve_precision(precision)
     if cpu_replicas is not None:
         check_positive_int(cpu_replicas, "cpu_replicas")
+        if cpu_replicas > 1:
+            device.strategy(cpu_replicas)  # a machine with GPUs, or a runtime started unsplit, is refused now
     return chosen, seed, artifacts.prepare_out(out)
 
 

@@ -4,6 +4,8 @@ naming what was wrong, at once, and ``--out`` is not created."""
 
 import pytest
 
+from mmcourse._tf import tensorflow
+
 from mmcourse.metrics import judge
 from mmcourse.models import captioning, embeddings, generative, retrieval, vqa
 
@@ -27,6 +29,10 @@ def test_every_train_command_checks_its_arguments_before_anything_else(name, tmp
     for bad, message in [*SHARED, *([own] if own else [])]:
         with pytest.raises(ValueError, match=message):
             module.train_command(tmp_path / "out", **{**needed, **bad})
+    # this process's runtime starts with the CPU split in two (tests/conftest.py): three is too late
+    tensorflow().constant(0.0)  # the runtime has started
+    with pytest.raises(RuntimeError, match="cannot split the CPU into 3 devices: TensorFlow has already started"):
+        module.train_command(tmp_path / "out", **needed, cpu_replicas=3)
     assert not (tmp_path / "out").exists()
     (tmp_path / "file").write_text("occupied")
     with pytest.raises(ValueError, match="is a file"):
