@@ -1,8 +1,8 @@
 """mmcourse: the companion package of a course on multimodal learning (language meets vision).
 
 Importing it is cheap and has no side effects: no seeds, no plot styles, no TensorFlow.
-Submodules are imported on first use: ``mmcourse.data.shapes``, ``mmcourse.config``,
-``mmcourse.device``, ``mmcourse.viz``, ``mmcourse.widgets``.
+Submodules are imported on first use (``mmcourse.data``, ``mmcourse.models``,
+``mmcourse.metrics``, ``mmcourse.device``, ``mmcourse.training``, ``mmcourse.viz``, …).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["config", "data", "device", "layers", "models", "viz", "widgets", "__version__"]
+__all__ = ["artifacts", "checks", "config", "data", "device", "imageops", "layers", "metrics", "models", "training", "viz", "widgets",
+           "wordsim", "__version__"]
 
 
 def __getattr__(name: str):

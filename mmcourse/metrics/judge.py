@@ -16,6 +16,8 @@ that tests and demos that only need to read drawings do not train one: :meth:`Sc
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from scipy import ndimage
 
@@ -75,8 +77,9 @@ def outline_iou(mask, shape: str) -> float:
 class SceneJudge:
     """Reads Shapes scenes back from images; trained once, used on real and drawn images alike."""
 
-    def __init__(self, classifier):
+    def __init__(self, classifier, train_seconds: float | None = None):
         self.classifier = classifier
+        self.train_seconds = train_seconds  # building and fitting, when trained here (not making its images)
 
     @classmethod
     def train(cls, n: int = 6000, epochs: int = 5, *, seed: int = 0, channels: int = 32, callbacks=()) -> SceneJudge:
@@ -93,10 +96,11 @@ class SceneJudge:
         seed=(3, 99))``). Always check :meth:`read_accuracy` before trusting one."""
         seed = check_seed(seed)
         data = shapes.splits(train=n, seed=seed + 101, objects=(1,))["train"]
+        start = time.perf_counter()
         with device.strategy().scope(), training.seeded(seed):
             classifier = vision.build_attribute_classifier(vision.build_image_encoder(channels=channels), seed=seed)
         vision.train_attribute_classifier(classifier, data, epochs=epochs, batch_size=64, callbacks=list(callbacks), seed=seed)
-        return cls(classifier)
+        return cls(classifier, train_seconds=time.perf_counter() - start)
 
     def save(self, out) -> Path:
         """Write the classifier to ``out/judge.keras`` (no optimizer state)."""
@@ -179,8 +183,6 @@ def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", 
     """What ``mmcourse train judge`` does: train a judge (:data:`TRAIN_SIZES`), measure how exactly
     it reads 1,000 fresh real scenes (``read_accuracy``) and how many single-object images it reads
     as one clean object, and write ``judge.keras`` and ``metrics.json``."""
-    import time
-
     profile, seed, out = training.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n, epochs = TRAIN_SIZES[profile.name]
     test = shapes.generate(1_000, seed=(seed, 2))
@@ -191,11 +193,9 @@ def train_command(out, *, profile=None, seed: int = 0, precision: str = "auto", 
 
         callbacks = [TqdmCallback(verbose=0, desc="train judge")]
     with device.use(precision, cpu_replicas) as run:
-        start = time.perf_counter()
         judge = SceneJudge.train(n, epochs, seed=seed, callbacks=callbacks)
-        seconds = time.perf_counter() - start
         outline = judge.outline_match(single.images)
         metrics = {"train_images": n, "epochs": epochs, "test_images": len(test), "read_accuracy": judge.read_accuracy(test),
                    "single_objects_read_exactly": judge.read_accuracy(single), "outline_at_least_0.8": float((outline >= 0.8).mean())}
         judge.save(out)
-        return artifacts.write_metrics(out, metrics, files=[MODEL_FILE], run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
+        return artifacts.write_metrics(out, metrics, files=[MODEL_FILE], run=run, profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=judge.train_seconds)

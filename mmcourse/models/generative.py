@@ -89,7 +89,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
 
     The metrics are measured on a freshly generated test split (``test_seed``): the test
     ELBO and its two terms (nats per image, β = 1); then a judge
-    (:class:`mmcourse.models.judge.SceneJudge`, its exact-read rate on the real test images
+    (:class:`mmcourse.metrics.judge.SceneJudge`, its exact-read rate on the real test images
     recorded) reads the model's drawings: for the plain model, :func:`sample_quality` of
     as many prior samples as test images; for the conditional model, the fraction of images
     drawn from the test captions that it finds true to them and, as a ceiling, the fraction

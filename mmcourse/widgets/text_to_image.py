@@ -15,7 +15,7 @@ __all__ = ["TextToImage"]
 
 class TextToImage:
     """A caption box over a conditional VAE: ``n`` drawings, each marked ✓ when the judge
-    (:class:`mmcourse.models.judge.SceneJudge`, optional) reads a scene that makes the
+    (:class:`mmcourse.metrics.judge.SceneJudge`, optional) reads a scene that makes the
     caption true. A caption outside the Shapes grammar shows the parser's message, which
     names the word. ``drawn`` holds the images (uint8), ``true`` the judge's verdicts.
     """
