@@ -26,7 +26,7 @@ tf = tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_normal", "as_float32", "gather_replicas"]
+__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_mean", "replica_normal", "as_float32", "gather_replicas"]
 
 
 @contextlib.contextmanager
@@ -57,10 +57,19 @@ def seeded(seed: int):
 def replica_share(loss):
     """A loss averaged over this replica's share of the global batch, made ready for Keras to sum
     gradients across replicas: divided by the number of replicas (as Keras's own losses are),
-    so that the summed gradient is the gradient of the global mean. Cast to float32."""
+    so that the summed gradient is the gradient of the global mean when the shares are equal
+    (a smaller last batch weighs its replicas' means equally, as Keras does). Cast to float32."""
     loss = ops.cast(loss, "float32")
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / replicas if replicas > 1 else loss
+
+
+def replica_mean(per_example):
+    """:func:`replica_share` of the mean of a per-example loss over this replica's rows, and 0
+    (not NaN) for a replica left without rows (a last batch with fewer rows than replicas), as
+    Keras's own losses do."""
+    per_example = ops.cast(ops.reshape(per_example, (-1,)), "float32")
+    return replica_share(ops.divide_no_nan(ops.sum(per_example), ops.cast(ops.shape(per_example)[0], "float32")))
 
 
 def as_float32(*tensors):

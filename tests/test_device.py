@@ -230,6 +230,24 @@ def test_a_first_batch_that_does_not_split_evenly_trains_on_several_replicas():
         assert np.isfinite(compiled.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["mae"])
 
 
+class MeanRegression(Regression):
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return training_module.replica_mean((training_module.as_float32(y_pred) - y) ** 2)
+
+
+def test_a_replica_left_without_rows_adds_nothing_instead_of_nan():
+    """9 rows in batches of 8 on 2 replicas: the last batch (1 row) leaves one replica with none.
+    The mean over no rows would be NaN and poison the epoch's loss; replica_mean makes it 0, as
+    Keras's own losses do (the VAE and the GAN average their per-image losses through it)."""
+    x = np.random.default_rng(0).normal(size=(9, 4)).astype("float32")
+    y = np.sin(x.sum(1, keepdims=True))
+    with device.use("float32", 2) as run:
+        with run.strategy.scope(), training.seeded(0):
+            model = training.compile(MeanRegression(), keras.optimizers.SGD(0.1))
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False).history["loss"]
+    assert np.all(np.isfinite(history)), history
+
+
 def test_mixed_precision_trains_like_float32_even_on_several_replicas():
     """(a) Under mixed_float16 the losses follow float32's within 5% (float16 activations round to
     about 3 decimals) — here the gradients never overflow, so no step is skipped; on 2 replicas as on

@@ -15,7 +15,7 @@ from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
 from mmcourse.models.autoencoder import build_image_decoder
-from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_normal, replica_share
+from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_mean, replica_normal
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -89,7 +89,7 @@ class GAN(keras.Model):
         """One gradient step on ``variables`` for the per-example loss ``loss_fn()``; returns it."""
         with tf.GradientTape() as tape:
             per_example = ops.reshape(loss_fn(), (-1,))
-            scaled = optimizer.scale_loss(replica_share(ops.mean(per_example)))
+            scaled = optimizer.scale_loss(replica_mean(per_example))
         optimizer.apply(tape.gradient(scaled, variables), variables)  # unscales, skips a step that overflowed
         return per_example
 

@@ -31,7 +31,7 @@ from mmcourse.data import shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.imageops import to_unit
 from mmcourse.models.autoencoder import build_image_decoder, build_image_encoder
-from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_normal, replica_share
+from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_mean, replica_normal
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
@@ -285,7 +285,7 @@ class VAE(keras.Model):
         reconstruction, kl = self.elbo_terms(images, pieces)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return replica_share(ops.mean(reconstruction + self.beta * kl))
+        return replica_mean(reconstruction + self.beta * kl)
 
     def calibrate(self, images, caption_ids=None, *, batch_size: int = 256, seed: int = 0) -> None:
         """Set every batch normalisation's running statistics to their average over ``images``.
