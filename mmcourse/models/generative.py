@@ -124,7 +124,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         batches = pipeline.table_batches(tables, batch_size=BATCH_SIZE, epochs=epochs, seed=seed)
         steps = -(-len(x_train) // BATCH_SIZE)
         history = model.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=callbacks).history
-        model.calibrate(x_train, train_ids)
+        model.calibrate(x_train, train_ids, seed=seed)  # its noise follows --seed too (seed 0: as before)
         seconds = time.perf_counter() - start
         metrics = {"conditional": conditional, "train_images": n, "epochs": epochs, "batch_size": BATCH_SIZE, "latent_dim": latent_dim,
                    "decoder": model.decoder_kind, "beta": model.beta, "train_loss": float(history["loss"][-1])}
