@@ -103,7 +103,7 @@ def test_two_replicas_train_like_one_device(kind, trained):
     The noise (the VAE's reparameterisation ε, the GAN's z) is drawn for the global batch
     and sliced per replica (:func:`mmcourse.training.replica_normal`), and batch
     normalisation is synchronised, so both runs compute the same thing; nothing is switched
-    off. Tolerance: relative 1e-3 per epoch's loss, for float32 sums taken in another order
+    off. Tolerance: relative 2e-4 per epoch's loss (the GAN's 5e-4), for float32 sums taken in another order
     (each replica sums its half of the batch), grown over 3 steps; measured: VAE 1.2e-5,
     CVAE 5.9e-6, GAN 1.2e-5 (L_D) and 2.4e-4 (L_G: the game grows differences most). A
     gradient summed twice, or left scaled, doubles or shrinks the SGD step, and the loss
@@ -113,7 +113,7 @@ def test_two_replicas_train_like_one_device(kind, trained):
     model, two = trained(kind, "float32", 2)
     assert model.distribute_strategy.num_replicas_in_sync == 2
     for key in LOSSES[kind]:
-        np.testing.assert_allclose(two[key], one[key], rtol=1e-3, err_msg=key)
+        np.testing.assert_allclose(two[key], one[key], rtol=5e-4 if kind == "gan" else 2e-4, err_msg=key)
 
 
 def test_replica_noise_is_the_one_device_noise():
