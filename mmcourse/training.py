@@ -14,6 +14,7 @@ gives the learner's own random state back untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 
 import numpy as np
@@ -26,7 +27,7 @@ tf = tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "LossScaleOptimizer", "seeded", "replica_share", "replica_mean", "replica_normal", "as_float32", "gather_replicas"]
+__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "summed_sparse_gradients", "LossScaleOptimizer", "seeded", "replica_share", "replica_mean", "replica_normal", "as_float32", "gather_replicas"]
 
 
 @contextlib.contextmanager
@@ -123,10 +124,39 @@ def start_command(out, *, profile=None, seed=0, precision: str = "auto", cpu_rep
     return chosen, seed, artifacts.prepare_out(out)
 
 
+class _SummedSparseGradients:
+    """Mixed into an optimizer's class by :func:`summed_sparse_gradients`."""
+
+    def apply(self, grads, trainable_variables=None):
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]  # sums repeated rows
+        return super().apply(grads, trainable_variables)
+
+
+@functools.cache
+def _summing_class(cls):
+    return type(cls.__name__, (_SummedSparseGradients, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def summed_sparse_gradients(optimizer):
+    """``optimizer``, made to apply an embedding's gradient as one dense gradient. Returns the same object.
+
+    An ``Embedding`` layer's gradient reaches the optimizer as ``tf.IndexedSlices``: a row per
+    word *occurrence*, so a word used k times in a batch has k rows. Keras 3's optimizers on
+    TensorFlow square those rows one by one before they are summed, so Adam's second moment
+    becomes Σ g_i² instead of (Σ g_i)²: a word repeated k times then moves up to √k times
+    further than the learning rate allows (measured: 4.7× on the first step for a word used 24
+    times). Summing the rows first gives Adam its own update; plain SGD is unchanged.
+    """
+    if not isinstance(optimizer, _SummedSparseGradients):
+        optimizer.__class__ = _summing_class(type(optimizer))
+    return optimizer
+
+
 def for_precision(optimizer, policy: str, *, initial_scale: float = 2.0**15):
-    """``optimizer`` ready for a model of dtype policy ``policy``: under ``mixed_float16`` wrapped in
-    :class:`LossScaleOptimizer` (whose scale starts at ``initial_scale`` and adapts), else as it is."""
-    optimizer = keras.optimizers.get(optimizer)
+    """``optimizer`` ready for a model of dtype policy ``policy``: its sparse gradients summed
+    (:func:`summed_sparse_gradients`) and, under ``mixed_float16``, wrapped in
+    :class:`LossScaleOptimizer` (whose scale starts at ``initial_scale`` and adapts)."""
+    optimizer = summed_sparse_gradients(keras.optimizers.get(optimizer))
     if policy == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = LossScaleOptimizer(optimizer, initial_scale=initial_scale)
     return optimizer

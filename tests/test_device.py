@@ -282,6 +282,50 @@ def test_an_overflow_on_one_replica_skips_the_step_on_all():
     assert float(opt.dynamic_scale.numpy()) == opt.initial_scale / 2  # the scale halves, as on one device
 
 
+def _one_step_on_repeated_words(make_optimizer, precision="float32", replicas=None, *, compile=training.compile):
+    """One training step of an embedding whose word 1 appears 24 times in the batch (words 2 and
+    3 sixteen and eight times), compiled by ``compile`` with ``make_optimizer()``; returns how far
+    each row moved."""
+    x = np.array([[1, 1, 1, 2, 2, 3]] * 8)
+    with device.use(precision, replicas) as run:
+        with run.strategy.scope(), training.seeded(0):
+            inputs = keras.Input((6,), dtype="int32")
+            embedding = keras.layers.Embedding(10, 4)
+            model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(embedding(inputs))))
+            compile(model, make_optimizer(), loss="mse")
+        before = np.array(embedding.embeddings)
+        model.fit(x, np.ones((8, 1)), batch_size=8, epochs=1, verbose=0, shuffle=False)
+    return np.abs(np.array(embedding.embeddings) - before).max(axis=1)
+
+
+def _keras_compile(model, optimizer, **kwargs):
+    return model.compile(optimizer=optimizer, **kwargs)
+
+
+@pytest.mark.parametrize("precision, replicas", [("float32", None), ("mixed", 2)])
+def test_adam_moves_a_repeated_word_no_further_than_its_learning_rate(precision, replicas):
+    """Adam's first step is lr · m̂ / (√v̂ + ε): at most lr for every weight, and about lr for
+    every weight with a gradient."""
+    moved = _one_step_on_repeated_words(lambda: keras.optimizers.Adam(0.01), precision, replicas)
+    assert moved[[1, 2, 3]].max() <= 0.01 * (1 + 1e-4) and moved[[1, 2, 3]].min() > 0.009, moved
+    assert np.all(moved[[0, 4, 5, 6, 7, 8, 9]] == 0)  # words not in the batch stay where they were
+
+
+def test_keras_alone_still_squares_an_embeddings_gradient_row_by_row():
+    """Why ``training.compile`` sums sparse gradients (:func:`mmcourse.training.summed_sparse_gradients`):
+    compiled by Keras alone, Adam's v becomes Σ g_i² over word 1's 24 occurrences instead of
+    (Σ g_i)², and word 1 moves about √24 ≈ 4.9 times the learning rate (0.047 measured with
+    Keras 3.15). When this fails, Keras has fixed it and the workaround can go."""
+    moved = _one_step_on_repeated_words(lambda: keras.optimizers.Adam(0.01), compile=_keras_compile)
+    assert moved[1] > 0.04, moved
+
+
+def test_summing_sparse_gradients_leaves_sgd_as_it_was():
+    """Plain SGD is linear in the gradient: summing an embedding's rows first changes nothing."""
+    summed = _one_step_on_repeated_words(lambda: keras.optimizers.SGD(0.1))
+    assert summed[1] > 0 and np.allclose(summed, _one_step_on_repeated_words(lambda: keras.optimizers.SGD(0.1), compile=_keras_compile), rtol=1e-6)
+
+
 def test_seeded_builds_reproducibly_and_leaves_global_state_alone():
     import random
 
