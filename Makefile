@@ -11,13 +11,17 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # JupyterLab refuses to start as root unless told; containers often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test venv benchmark clean
+.PHONY: lab test student venv benchmark clean
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
 	MMCOURSE_PROFILE=quick $(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+
+# The student edition: every notebook without its solutions, into student/
+student: $(STAMP)
+	$(BIN)/mmcourse student --out student
 
 venv: $(STAMP)
 

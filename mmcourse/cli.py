@@ -13,6 +13,8 @@
                 vqa [--fusion early|late|product|film|attention]
                 judge                     (the scene reader that judges drawings; evaluates, not a course model)
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
+    mmcourse student [NOTEBOOK ...] [--out DIR]
+                                          write the student edition: solutions removed, a cell to fill in and a check per exercise
 
 Each `train` target is a subparser declared with :func:`_add_train_target` (parsing stays
 cheap: TensorFlow is imported only when a command runs); the work is done by the target's
@@ -55,6 +57,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         total += result.seconds
     print(f"{len(notebooks) - failed} passed, {failed} failed in {total:.1f} s")
     return 1 if failed else 0
+
+
+def _cmd_student(args: argparse.Namespace) -> int:
+    from mmcourse import exercises, student
+
+    written = student.write_student_editions(args.notebooks, args.out)
+    for path in written:
+        print(f"{path}  ({student.count_exercises(path)} exercises to check)")
+    print(f"{len(written)} student notebooks in {args.out}/ · {len(exercises.all_exercises())} exercises with a check")
+    return 0
 
 
 def _train(args: argparse.Namespace, module: str, **options) -> dict:
@@ -246,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
     caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to 64×64, alpha dropped)")
     caption.set_defaults(func=_cmd_caption)
+
+    student = sub.add_parser("student", help="write the student edition of the notebooks: solutions removed, checks kept")
+    student.add_argument("notebooks", nargs="*", help="notebook files or folders (default: every notebook of the course)")
+    student.add_argument("--out", type=Path, default=Path("student"), help="folder to write into (default: student)")
+    student.set_defaults(func=_cmd_student)
     return parser
 
 
