@@ -97,3 +97,9 @@ def test_mmcourse_student_writes_every_notebook(tmp_path, capsys):
     out = capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "student").glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
     assert f"{len(NOTEBOOKS)} student notebooks" in out and "exercises with a check" in out
+
+
+def test_a_verdict_is_printed_once_and_is_true_or_false(capsys):
+    verdict = exercises.check("02.receptive_field", 22)
+    assert verdict and repr(verdict).startswith("✓") and capsys.readouterr().out.count("✓") == 1
+    assert not exercises.check("02.receptive_field", 21)

@@ -7,8 +7,8 @@ same check runs in the student edition, where the solution is gone. In a noteboo
     receptive_field = None  # your answer
     exercises.check("02.receptive_field", receptive_field)
 
-prints ``✓`` and says why when the answer is right, or ``✗`` and a hint, and returns ``True`` or
-``False``. The instructor edition's solution cells end with ``assert exercises.check(...)``, so a
+prints ``✓`` and says why when the answer is right, or ``✗`` and a hint, and returns a
+:class:`Verdict` that is true or false. The instructor edition's solution cells end with ``assert exercises.check(...)``, so a
 solution that stops being right fails the notebook's test.
 """
 
@@ -19,7 +19,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
-__all__ = ["Exercise", "exercise", "check", "hint", "close", "results", "all_exercises"]
+__all__ = ["Exercise", "Verdict", "exercise", "check", "hint", "close", "results", "all_exercises"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +65,26 @@ def _unanswered(answer) -> bool:
     return answer is None or answer is Ellipsis
 
 
-def check(name: str, answer) -> bool:
+class Verdict:
+    """What :func:`check` returns: true when the answer is right. It was printed already, so a
+    notebook cell that ends with a check shows the verdict once, not ``True`` or ``False`` after it."""
+
+    def __init__(self, name: str, right: bool, line: str):
+        self.name, self.right, self.line = name, right, line
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __repr__(self) -> str:
+        return self.line
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def check(name: str, answer) -> Verdict:
     """Check ``answer`` to exercise ``name``; print the verdict (and a hint when it is wrong) and
-    return ``True`` when it is right."""
+    return it, true when the answer is right."""
     exercises = all_exercises()
     if name not in exercises:
         raise KeyError(f"no exercise {name!r}; the exercises are: {', '.join(sorted(exercises))}")
@@ -82,8 +99,9 @@ def check(name: str, answer) -> bool:
         except Exception as error:  # the learner's function failed: say how, do not crash the notebook
             problem = f"your answer raised {type(error).__name__}: {error}"
     results[name] = problem is None
-    print(f"✓ {name}: {chosen.right}" if problem is None else f"✗ {name}: {problem}")
-    return problem is None
+    line = f"✓ {name}: {chosen.right}" if problem is None else f"✗ {name}: {problem}"
+    print(line)
+    return Verdict(name, problem is None, line)
 
 
 def hint(condition: bool, message: str) -> str | None:
