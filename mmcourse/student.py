@@ -11,6 +11,10 @@ saying which edition it is.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # nbformat and nbconvert load only when an edition is written
+    import nbformat
 
 __all__ = ["SOLUTION", "SCAFFOLD", "student_edition", "write_student_editions", "count_exercises"]
 
@@ -19,7 +23,7 @@ BANNER = ("*Student edition*: the solutions are not in this copy. Each exercise 
           "ending in `exercises.check(...)`, which says whether your answer is right and gives a hint when it is not.")
 
 
-def student_edition(path) -> "nbformat.NotebookNode":  # noqa: F821
+def student_edition(path) -> "nbformat.NotebookNode":
     """The notebook at ``path`` without its ``solution`` cells, with a banner cell first."""
     import nbformat
     from nbconvert.exporters import NotebookExporter
