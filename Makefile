@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.mmcourse-installed
 PORT   ?= 8888
 
 # Keep TensorFlow's C++ start-up chatter out of notebooks and test output.
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 
 # JupyterLab refuses to start as root unless told; containers often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)

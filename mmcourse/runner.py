@@ -77,7 +77,7 @@ def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool
     nb = nbformat.read(path, as_version=4)
     saved = os.environ.get(PROFILE_ENV)
     os.environ[PROFILE_ENV] = profile  # the kernel inherits the environment
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     start = time.perf_counter()
     error = ""
     try:

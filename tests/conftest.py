@@ -1,7 +1,7 @@
 import os
 
 # Before anything imports TensorFlow: keep its C++ log lines out of test output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import hashlib  # noqa: E402
 

@@ -26,7 +26,7 @@ def model_dir(tmp_path_factory):
 
 
 def run_cli(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "mmcourse", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
 
 
