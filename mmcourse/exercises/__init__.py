@@ -19,7 +19,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
-__all__ = ["Exercise", "Verdict", "exercise", "check", "hint", "close", "results", "all_exercises"]
+__all__ = ["Exercise", "Verdict", "exercise", "check", "hint", "close", "as_array", "not_one_number", "results", "all_exercises"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,3 +119,26 @@ def close(value, expected, *, rtol: float = 1e-6, atol: float = 0.0) -> bool:
         return False
     expected = np.asarray(expected, dtype=float)
     return value.shape == expected.shape and bool(np.allclose(value, expected, rtol=rtol, atol=atol))
+
+
+def as_array(got, expected, *, shown: str, what: str, not_finite: str):
+    """``(array, None)`` when the answer ``got`` is a finite float array shaped like ``expected``,
+    else ``(None, hint)``: ``what`` says what to return, ``not_finite`` why values went nan or inf."""
+    import numpy as np
+
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return None, f"return {what}."
+    if got.shape != np.shape(expected):
+        return None, f"{shown} has shape {got.shape}, expected {np.shape(expected)}: {what}."
+    if not np.all(np.isfinite(got)):
+        return None, f"{shown} has nan or inf: {not_finite}"
+    return got, None
+
+
+def not_one_number(got, what: str) -> str | None:
+    """A hint when the answer ``got`` is not a single number (``what`` it should be), else ``None``."""
+    import numpy as np
+
+    return None if np.ndim(got) == 0 else f"return one number, {what}; got shape {np.shape(got)}."

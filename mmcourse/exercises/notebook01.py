@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from mmcourse.exercises import close, exercise, hint
+from mmcourse.exercises import as_array, close, exercise, hint
 
 
 def _paper_keep(counts, t):
@@ -38,15 +38,11 @@ def paper_keep(answer):
         expected = _paper_keep(counts, t)
         with np.errstate(divide="ignore", invalid="ignore"):
             got = answer(counts.copy(), t)
-        try:
-            got = np.asarray(got, dtype=float)
-        except (TypeError, ValueError):
-            return "return an array of probabilities, one per word."
         shown = f"paper_keep(counts={np.array2string(counts[:10], separator=', ')}{'…' if len(counts) > 10 else ''}, t={t:g})"
-        if got.shape != expected.shape:
-            return f"{shown} returned shape {got.shape}: one probability per word, {expected.shape}."
-        if not np.all(np.isfinite(got)):
-            return f"{shown} has non-finite values: a word with count 0 is never kept (probability 0)."
+        got, problem = as_array(got, expected, shown=shown, what="an array of probabilities, one per word",
+                                not_finite="a word with count 0 is never kept (probability 0).")
+        if problem:
+            return problem
         if not np.allclose(got, expected, rtol=1e-6, atol=1e-9):
             return (hint(not np.allclose(got, _code_keep(counts, t), rtol=1e-6), "that is the word2vec code's formula; the paper's is min(1, √(t / f)).")
                     or hint(got.max() <= 1, f"{shown} gave a probability above 1: a rare word (f < t) is always kept, min(1, …).")

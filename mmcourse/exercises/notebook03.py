@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from mmcourse.exercises import close, exercise, hint
+from mmcourse.exercises import as_array, close, exercise, hint
 
 
 @exercise("03.vanishing_distance", "From the bound 0.9^k alone: the smallest distance k at which the gradient falls below 10⁻⁶ of its value at k = 0?",
@@ -94,15 +94,11 @@ def temperature(answer):
         expected = _temperature(logits, t)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             got = answer(logits.copy(), t)
-        try:
-            got = np.asarray(got, dtype=float)
-        except (TypeError, ValueError):
-            return "return an array of probabilities, the shape of the logits."
         shown = f"temperature_softmax({np.array2string(logits, precision=1, separator=', ') if logits.ndim == 1 else f'<logits of shape {logits.shape}>'}, T={t})"
-        if got.shape != expected.shape:
-            return f"{shown} has shape {got.shape}, expected {expected.shape}: one probability per logit."
-        if not np.all(np.isfinite(got)):
-            return f"{shown} gave nan or inf: exp(1000) overflows. Subtract the largest logit first; softmax does not change."
+        got, problem = as_array(got, expected, shown=shown, what="an array of probabilities, one per logit",
+                                not_finite="exp(1000) overflows. Subtract the largest logit first; softmax does not change.")
+        if problem:
+            return problem
         if not np.allclose(got, expected, rtol=1e-5, atol=1e-8):
             sums = got.sum(axis=-1)
             swapped = _temperature(logits, 1 / t)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmcourse.exercises import close, exercise
+from mmcourse.exercises import close, exercise, not_one_number
 
 TEMPERATURES = (0.07, 0.5, 1.0)
 
@@ -51,8 +51,8 @@ def contrastive_loss(answer):
         for tau in TEMPERATURES:
             expected = _soft_loss(S, np.eye(len(S)), tau)
             got = answer(S.copy(), tau)
-            if not np.isscalar(got) and np.ndim(got) != 0:
-                return f"return one number, the loss of the batch; got an array of shape {np.shape(got)}."
+            if problem := not_one_number(got, "the loss of the batch"):
+                return problem
             if close(got, expected, rtol=1e-6):
                 continue
             where = f"for a batch of {len(S)} at τ = {tau}: got {float(got):.5f}, expected {expected:.5f}"
@@ -88,8 +88,8 @@ def contrastive_loss_positives(answer):
         for tau in TEMPERATURES:
             expected = _soft_loss(S, P, tau)
             got = answer(S.copy(), P.copy(), tau)
-            if not np.isscalar(got) and np.ndim(got) != 0:
-                return f"return one number, the loss of the batch; got an array of shape {np.shape(got)}."
+            if problem := not_one_number(got, "the loss of the batch"):
+                return problem
             if close(got, expected, rtol=1e-6):
                 continue
             where = f"for a batch of {len(S)} at τ = {tau}: got {float(got):.5f}, expected {expected:.5f}"
@@ -123,8 +123,8 @@ def recall_at_k(answer):
             for k in (1, 3, 5):
                 expected = package(S, relevant, (k,))[k]
                 got = answer(S.copy(), relevant.copy(), k)
-                if not np.isscalar(got) and np.ndim(got) != 0:
-                    return f"return one number, the share of queries; got shape {np.shape(got)}."
+                if problem := not_one_number(got, "the share of queries"):
+                    return problem
                 if close(got, expected, atol=1e-9):
                     continue
                 where = f"on {queries} queries × {items} items, k = {k}: got {float(got):.3f}, expected {expected:.3f}"

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from mmcourse.exercises import close, exercise
+from mmcourse.exercises import close, exercise, not_one_number
 
 
 def _mirrored(scene):
@@ -98,8 +98,8 @@ def majority_accuracy(answer):
     for train_answers, train_kinds, test_answers, test_kinds in _majority_cases():
         expected = _majority_accuracy(train_answers, train_kinds, test_answers, test_kinds)
         got = answer(train_answers.copy(), train_kinds.copy(), test_answers.copy(), test_kinds.copy())
-        if not np.isscalar(got) and np.ndim(got) != 0:
-            return f"return one number, the accuracy over all the test questions; got shape {np.shape(got)}."
+        if problem := not_one_number(got, "the accuracy over all the test questions"):
+            return problem
         if close(got, expected, atol=1e-9):
             continue
         where = f"got {float(got):.3f}, expected {expected:.3f}"
