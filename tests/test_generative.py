@@ -16,12 +16,12 @@ from mmcourse.models import vae as V
 from mmcourse.models.gan import GAN
 
 # Plain SGD for the training comparisons, at rates where the losses move in each of 3 steps on
-# one batch of 8 (the VAE's −ELBO by about a quarter a step; the GAN's losses by more; at twice
-# the GAN's rate it diverges). Not Adam: Adam divides each step by the gradients' own size, so
+# one batch of 8 (the VAE's −ELBO by about a quarter a step; the GAN's losses by more; at three
+# times the GAN's rate its hinge losses swing by a factor of 3). Not Adam: Adam divides each step by the gradients' own size, so
 # it would hide gradients summed twice across replicas, or left multiplied or divided by the
 # loss scale; with SGD they change the step, and the loss. One small batch because under
 # mixed_float16 this CPU runs the convolutions in emulated float16 (about 0.5 s per image and step).
-LEARNING_RATES = {"vae": 3e-7, "cvae": 3e-7, "gan": 0.1}
+LEARNING_RATES = {"vae": 3e-7, "cvae": 3e-7, "gan": 0.03}
 LOSSES = {"vae": ("loss",), "cvae": ("loss",), "gan": ("d_loss", "g_loss")}
 
 
@@ -91,9 +91,10 @@ def test_mixed_precision_trains_like_float32(kind, trained):
     _, one = trained(kind)
     _, mixed = trained(kind, "mixed")
     for key in LOSSES[kind]:
-        moved = abs(one[key][1] / one[key][0] - 1)
+        moved = abs(one[key][1] - one[key][0]) / np.abs(one[key]).max()
         assert moved > 0.2, (key, moved)  # it learned, so the comparison can tell
-        np.testing.assert_allclose(mixed[key], one[key], rtol=1e-2, err_msg=key)
+        # the hinge L_G = −D(G(z)) passes near 0, where a relative tolerance alone means nothing: 1% of its largest value
+        np.testing.assert_allclose(mixed[key], one[key], rtol=1e-2, atol=1e-2 * np.abs(one[key]).max(), err_msg=key)
 
 
 @pytest.mark.parametrize("kind", ["vae", "cvae", "gan"])
@@ -291,10 +292,44 @@ def test_gan_losses_match_their_formulas():
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
     sigmoid = 1 / (1 + np.exp(-real.astype(np.float64))), 1 / (1 + np.exp(-fake.astype(np.float64)))
-    d_ref = -np.log(sigmoid[0]) - np.log(1 - sigmoid[1])
-    g_ref = -np.log(sigmoid[1])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(GAN.d_loss(real, fake)), d_ref, rtol=1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(GAN.g_loss(fake)), g_ref, rtol=1e-5)
+    gan = GAN(8, loss="nonsaturating")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gan.d_loss(real, fake)), -np.log(sigmoid[0]) - np.log(1 - sigmoid[1]), rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gan.g_loss(fake)), -np.log(sigmoid[1]), rtol=1e-5)
+    hinge = GAN(8)  # the default
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(hinge.d_loss(real, fake)),
+                               np.maximum(0, 1 - real) + np.maximum(0, 1 + fake), rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(hinge.g_loss(fake)), -fake, rtol=1e-6)
+    with pytest.raises(ValueError, match="hinge"):
+        GAN(8, loss="wasserstein")
+
+
+def test_spectral_norm_is_the_largest_singular_value():
+    """Power iteration, refined while training, converges on numpy's largest singular value, and
+    the layer computes with the kernel divided by it; the layers save and load."""
+    from mmcourse.models.gan import SpectralConv2D, SpectralDense, spectral_norm
+
+    kernel = np.random.default_rng(1).normal(size=(4, 4, 3, 8)).astype(np.float32)
+    u = np.random.default_rng(2).normal(size=(1, 8)).astype(np.float32)
+    for _ in range(50):
+        sigma, u = spectral_norm(kernel, u)
+    expected = np.linalg.svd(kernel.reshape(-1, 8), compute_uv=False)[0]
+    np.testing.assert_allclose(float(sigma), expected, rtol=1e-4)
+
+    x = np.random.default_rng(3).normal(size=(2, 6)).astype(np.float32)
+    dense = SpectralDense(5)
+    dense(x)
+    for _ in range(50):
+        dense(x, training=True)  # each training call refines u
+    w = keras.ops.convert_to_numpy(dense.kernel)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense(x)), x @ (w / np.linalg.svd(w, compute_uv=False)[0]),
+                               rtol=1e-4, atol=1e-5)
+    images = np.random.default_rng(4).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((8, 8, 3)), SpectralConv2D(4, 3, strides=2, padding="same"), keras.layers.Flatten(), SpectralDense(1)])
+    before = keras.ops.convert_to_numpy(model(images))
+    import tempfile, os
+    path = os.path.join(tempfile.mkdtemp(), "sn.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.saving.load_model(path)(images)), before, rtol=1e-6)
 
 
 def test_bad_arguments_say_what_was_wrong(tmp_path):

@@ -1,10 +1,18 @@
-"""A small GAN of Shapes images: a generator and a discriminator, each with its own optimizer.
+"""A DCGAN of Shapes images: a generator and a discriminator, each with its own optimizer.
 
 The GAN is the one model of the course with a hand-written ``train_step``: two losses,
 two optimizers, two gradient steps per batch. It does by hand what Keras's own step does
 for every other model: each loss is this replica's share (:func:`mmcourse.training.replica_share`),
 scaled by its optimizer under mixed precision (``optimizer.scale_loss``) before the
 gradient is taken, and unscaled when the optimizer applies it.
+
+What makes it draw, rather than collapse to one grey image (measured in notebook 05):
+the discriminator's layers are *spectrally normalised* (Miyato et al., 2018): each weight
+matrix is divided by its largest singular value, so the discriminator cannot grow sharper
+faster than the generator can follow; the losses are the *hinge* form; the generator
+upsamples and convolves instead of using transposed convolutions (no checkerboard).
+``GAN(spectral_norm=False, loss="nonsaturating")`` is the textbook DCGAN of Radford et al.
+(2016) with the same generator, kept as the contrast.
 """
 
 from __future__ import annotations
@@ -14,44 +22,156 @@ import numpy as np
 from mmcourse.checks import check_positive_int
 from mmcourse._tf import tensorflow
 from mmcourse.data import shapes
-from mmcourse.models.autoencoder import build_image_decoder
 from mmcourse.training import as_float32, build_from_one_replica, for_precision, replica_mean, replica_normal
 
 tf = tensorflow()
 import keras  # noqa: E402  (after TensorFlow, imported quietly)
 from keras import ops  # noqa: E402
 
-__all__ = ["GAN"]
+__all__ = ["GAN", "LOSSES", "SpectralConv2D", "SpectralDense", "spectral_norm", "build_generator", "build_discriminator"]
+
+GENERATOR_WIDTHS = (128, 64, 32)  # channels at 8×8, 16×16 and 32×32 (from 4×4×256)
+DISCRIMINATOR_WIDTHS = (32, 64, 128, 256)  # channels at 32×32, 16×16, 8×8 and 4×4
+
+
+def spectral_norm(kernel, u):
+    """The largest singular value σ of ``kernel`` (reshaped to a matrix: rows = everything but
+    its last axis), by one step of power iteration from ``u`` (shape ``(1, outputs)``), and the
+    next ``u``. σ is differentiable in the kernel; ``u`` is not (Miyato et al., 2018, Algorithm 1)."""
+    w = ops.reshape(ops.cast(kernel, "float32"), (-1, ops.shape(kernel)[-1]))
+    v = ops.stop_gradient(_unit(ops.matmul(ops.cast(u, "float32"), ops.transpose(w))))
+    u_next = ops.stop_gradient(_unit(ops.matmul(v, w)))
+    return ops.sum(ops.matmul(v, w) * u_next), u_next
+
+
+def _unit(x):
+    return x / (ops.sqrt(ops.sum(x * x)) + 1e-12)
+
+
+class _SpectralMixin:
+    """The layer's kernel divided by its spectral norm in every call; ``u`` refined while training.
+    ``u`` is the same on every replica (it depends only on the weights), so the first replica's is kept."""
+
+    def _add_u(self):
+        self.u = self.add_weight(shape=(1, self.kernel.shape[-1]), name="u", trainable=False, dtype="float32",
+                                 initializer=keras.initializers.RandomNormal(stddev=1.0), aggregation="only_first_replica")
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["u"] = self.u
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.u.assign(store["u"])
+
+    def _normalised_kernel(self, training):
+        sigma, u_next = spectral_norm(self.kernel, self.u)
+        if training:
+            self.u.assign(u_next)
+        return self.kernel / ops.cast(sigma, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class SpectralConv2D(_SpectralMixin, keras.layers.Conv2D):
+    """A ``Conv2D`` (channels last) whose kernel is divided by its spectral norm."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._add_u()
+
+    def call(self, inputs, training=False):
+        outputs = self.convolution_op(inputs, self._normalised_kernel(training))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class SpectralDense(_SpectralMixin, keras.layers.Dense):
+    """A ``Dense`` whose kernel is divided by its spectral norm."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._add_u()
+
+    def call(self, inputs, training=False):
+        outputs = ops.matmul(inputs, self._normalised_kernel(training))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+def build_generator(latent_dim: int, *, dtype=None) -> keras.Model:
+    """``z`` → Dense → 4×4×256 → (upsample ×2, 3×3 convolution, batch normalisation, ReLU) × 3 →
+    upsample → 3×3 convolution → sigmoid pixels in [0, 1] (float32), 64×64×3."""
+    z = keras.Input((latent_dim,), name="z")
+    h = keras.layers.Reshape((4, 4, 256), dtype=dtype)(keras.layers.Dense(4 * 4 * 256, use_bias=False, dtype=dtype)(z))
+    h = keras.layers.ReLU(dtype=dtype)(keras.layers.BatchNormalization(synchronized=True, dtype=dtype)(h))
+    for width in GENERATOR_WIDTHS:
+        h = keras.layers.UpSampling2D(dtype=dtype)(h)
+        h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype)(h)
+        h = keras.layers.ReLU(dtype=dtype)(keras.layers.BatchNormalization(synchronized=True, dtype=dtype)(h))
+    h = keras.layers.UpSampling2D(dtype=dtype)(h)
+    pixels = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32", name="pixels")(h)
+    return keras.Model(z, pixels, name="generator")
+
+
+def build_discriminator(*, spectral_norm: bool = True, dtype=None) -> keras.Model:
+    """An image (in [0, 1], shifted to [−1, 1]) → 4×4 strided convolutions with leaky ReLU
+    (64 → 32 → 16 → 8 → 4) → one logit of "real" (float32); no batch normalisation (it would
+    let the images of a batch inform each other's verdicts)."""
+    conv, dense = (SpectralConv2D, SpectralDense) if spectral_norm else (keras.layers.Conv2D, keras.layers.Dense)
+    image = keras.Input((shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3), name="image")
+    h = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype)(image)
+    for width in DISCRIMINATOR_WIDTHS:
+        h = keras.layers.LeakyReLU(0.2, dtype=dtype)(conv(width, 4, strides=2, padding="same", dtype=dtype)(h))
+    h = keras.layers.Flatten(dtype=dtype)(h)
+    return keras.Model(image, dense(1, dtype="float32", name="logit")(h), name="discriminator")
+
+
+def hinge_losses(real_logits, fake_logits):
+    """``L_D = max(0, 1 − D(x)) + max(0, 1 + D(G(z)))`` per example."""
+    return ops.relu(1.0 - real_logits) + ops.relu(1.0 + fake_logits)
+
+
+def nonsaturating_losses(real_logits, fake_logits):
+    """``L_D = −log σ(D(x)) − log(1 − σ(D(G(z))))`` per example (−log σ(a) = softplus(−a), −log(1−σ(a)) = softplus(a))."""
+    return ops.softplus(-real_logits) + ops.softplus(fake_logits)
+
+
+LOSSES = {  # name → (L_D per example from both logits, L_G per example from the fakes' logits)
+    "hinge": (hinge_losses, lambda fake_logits: -fake_logits),
+    "nonsaturating": (nonsaturating_losses, lambda fake_logits: ops.softplus(-fake_logits)),
+}
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")
 class GAN(keras.Model):
-    """A small DCGAN: a generator ``G(z)`` (the VAE's decoder shape) and a convolutional
-    discriminator ``D(x)`` giving the logit of "real".
+    """A generator ``G(z)`` and a discriminator ``D(x)`` giving the logit of "real", played as a game.
 
-    The two losses (non-saturating form, Goodfellow et al., 2014):
+    Losses (``loss=``):
 
-        L_D = −log σ(D(x)) − log(1 − σ(D(G(z))))       (tell real from generated)
-        L_G = −log σ(D(G(z)))                          (make D call the generated real)
+    - ``"hinge"`` (default; Lim & Ye, 2017; Miyato et al., 2018):
+      ``L_D = max(0, 1 − D(x)) + max(0, 1 + D(G(z)))``, ``L_G = −D(G(z))``;
+    - ``"nonsaturating"`` (Goodfellow et al., 2014):
+      ``L_D = −log σ(D(x)) − log(1 − σ(D(G(z))))``, ``L_G = −log σ(D(G(z)))``.
 
-    Compile with ``compile(d_optimizer=..., g_optimizer=...)`` (Adam(2e-4, β₁ = 0.5) each by
-    default; under mixed precision each is wrapped in a loss-scale optimizer); ``fit`` on
-    real images. The noise ``z`` comes from the model's own seed generator, drawn for the
-    global batch, so one device and several replicas train alike.
+    ``spectral_norm``: divide each of the discriminator's weight matrices by its largest
+    singular value. Compile with ``compile(d_optimizer=..., g_optimizer=...)`` (Adam(2e-4,
+    β₁ = 0.5) each by default; under mixed precision each is wrapped in a loss-scale
+    optimizer); ``fit`` on real images. The noise ``z`` comes from the model's own seed
+    generator, drawn for the global batch, so one device and several replicas train alike.
     """
 
-    def __init__(self, latent_dim: int = 32, **kwargs):
+    def __init__(self, latent_dim: int = 64, *, spectral_norm: bool = True, loss: str = "hinge", **kwargs):
         super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown GAN loss {loss!r}; choose one of: {', '.join(LOSSES)}")
         self.latent_dim = check_positive_int(latent_dim, "latent_dim")
+        self.spectral_norm, self.loss_name = bool(spectral_norm), loss
         policy = self.dtype_policy  # every layer's, so a GAN trained in mixed precision loads as it trained
-        self.generator = build_image_decoder(self.latent_dim, dtype=policy, name="generator")
-        image = keras.Input((shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 3))
-        h = image
-        for width in (32, 64, 128):
-            h = keras.layers.Conv2D(width, 4, strides=2, padding="same", dtype=policy)(h)
-            h = keras.layers.LeakyReLU(0.2, dtype=policy)(h)
-        h = keras.layers.Flatten(dtype=policy)(h)
-        self.discriminator = keras.Model(image, keras.layers.Dense(1, dtype="float32")(h), name="discriminator")
+        self.generator = build_generator(self.latent_dim, dtype=policy)
+        self.discriminator = build_discriminator(spectral_norm=self.spectral_norm, dtype=policy)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.noise = keras.random.SeedGenerator(name="gan_noise")  # its seed: from Python's random state
@@ -75,15 +195,13 @@ class GAN(keras.Model):
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
-    @staticmethod
-    def d_loss(real_logits, fake_logits):
-        """``L_D`` per example, from the logits (−log σ(a) = softplus(−a), −log(1−σ(a)) = softplus(a))."""
-        return ops.softplus(-real_logits) + ops.softplus(fake_logits)
+    def d_loss(self, real_logits, fake_logits):
+        """``L_D`` per example, from the logits."""
+        return LOSSES[self.loss_name][0](real_logits, fake_logits)
 
-    @staticmethod
-    def g_loss(fake_logits):
+    def g_loss(self, fake_logits):
         """``L_G`` per example."""
-        return ops.softplus(-fake_logits)
+        return LOSSES[self.loss_name][1](fake_logits)
 
     def _step(self, optimizer, variables, loss_fn):
         """One gradient step on ``variables`` for the per-example loss ``loss_fn()``; returns it."""
@@ -118,5 +236,5 @@ class GAN(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(latent_dim=self.latent_dim)
+        config.update(latent_dim=self.latent_dim, spectral_norm=self.spectral_norm, loss=self.loss_name)
         return config
