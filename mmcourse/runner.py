@@ -9,7 +9,10 @@ from pathlib import Path
 
 from mmcourse.config import PROFILE_ENV, _repo_root, profile_name
 
-__all__ = ["NotebookResult", "find_notebooks", "run_notebook"]
+__all__ = ["NotebookResult", "find_notebooks", "run_notebook", "finish_progress_bars"]
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,40 @@ def _failed_cell(nb) -> str:
     return ""
 
 
+def finish_progress_bars(nb) -> int:
+    """Give every stored tqdm bar the text of its last state, for readers without widgets.
+
+    A tqdm bar in a notebook is a widget (an HBox of text, a progress bar, text); its output
+    also holds a plain-text fallback, which is what GitHub, nbviewer or a static export
+    shows — and it is frozen at the bar's *first* state ("0epoch [00:00, ?epoch/s]"). The
+    widgets' last states are saved in the notebook's metadata; this writes each bar's final
+    text (``desc: 100%|██████████| 6/6 [01:37<00:00, …]``) into its fallback. Returns how
+    many bars it finished.
+    """
+    import html
+
+    states = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def model(ref):
+        return states.get(str(ref).removeprefix("IPY_MODEL_"), {})
+
+    finished = 0
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            box = model(view["model_id"]) if view else {}
+            parts = [model(ref) for ref in box.get("state", {}).get("children", [])]
+            if box.get("model_name") != "HBoxModel" or [p.get("model_name") for p in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+                continue
+            left, bar, right = (p.get("state", {}) for p in parts)
+            fraction = min(max(float(bar.get("value") or 0) / float(bar.get("max") or 1), 0.0), 1.0)
+            filled = round(10 * fraction)
+            text = f"{html.unescape(left.get('value', ''))}|{'█' * filled}{' ' * (10 - filled)}|{html.unescape(right.get('value', ''))}"
+            output["data"]["text/plain"] = text.replace("\u2007", " ")
+            finished += 1
+    return finished
+
+
 def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool = False, output_dir: Path | None = None) -> NotebookResult:
     """Run a notebook top to bottom in a fresh kernel, in the given profile."""
     import nbformat
@@ -93,6 +130,7 @@ def run_notebook(path: Path, *, profile: str, timeout: int = 1800, inplace: bool
         else:
             os.environ[PROFILE_ENV] = saved
     seconds = time.perf_counter() - start
+    finish_progress_bars(nb)
     if not error and inplace:
         nbformat.write(nb, path)
     if output_dir is not None:  # a failed run too: its outputs show what went wrong
