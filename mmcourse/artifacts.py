@@ -30,6 +30,7 @@ MODEL_COMMANDS = {
     "vae": "mmcourse train vae --profile full --out data/vae",
     "cvae": "mmcourse train vae --conditional --profile full --out data/cvae",
     "judge": "mmcourse train judge --profile full --seed 3 --out data/judge",
+    "gan": "mmcourse train gan --profile full --out data/gan",
 }
 
 
@@ -52,16 +53,22 @@ def prepare_out(out) -> Path:
 
 
 def save_model(model, path) -> Path:
-    """Save ``model`` to ``path`` (``.keras``) without its optimizer or compile settings."""
+    """Save ``model`` to ``path`` (``.keras``) without its optimizers or compile settings (a model
+    with optimizers of its own, as the GAN's two, loses those as well)."""
+    import keras
+
     path = Path(path)
-    saved = {name: model.__dict__[name] for name in ("optimizer", "compiled", "_compile_config") if name in model.__dict__}
+    optimizers = [name for name, value in model.__dict__.items() if isinstance(value, keras.optimizers.Optimizer)]
+    names = {"optimizer", "compiled", "_compile_config", *optimizers}
+    saved = {name: model.__dict__[name] for name in names if name in model.__dict__}
     try:
-        model.__dict__["optimizer"] = None
+        for name in {"optimizer", *optimizers}:
+            model.__dict__[name] = None
         model.__dict__["compiled"] = False
         model.__dict__.pop("_compile_config", None)
         model.save(path)
     finally:
-        for name in ("optimizer", "compiled", "_compile_config"):
+        for name in names:
             model.__dict__.pop(name, None)
         model.__dict__.update(saved)
     return path

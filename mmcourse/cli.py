@@ -107,6 +107,16 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_gan(args: argparse.Namespace) -> int:
+    metrics = _train(args, "gan")
+    print(f"GAN in {args.out} · {metrics['steps']:,} steps in {metrics['train_seconds']:.0f} s ({_where(metrics)})")
+    print(f"samples with one object: {metrics['samples_one_object']:.3f} · drawn cleanly: {metrics['samples_clean']:.3f} · "
+          f"colour-shape kinds: {metrics['samples_kinds']} of 18 (real test images: {metrics['real_one_object']:.3f}, "
+          f"{metrics['real_clean']:.3f}, {metrics['real_kinds']})")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
 def _cmd_train_captioner(args: argparse.Namespace) -> int:
     m = _train(args, "captioning", fusion=args.fusion)
     print(f"{m['fusion']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
@@ -244,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     embeddings.add_argument("--dim", type=_positive_int, default=None, help="vector length (default: 16 for shapes, 100 for lee)")
     vae = _add_train_target(train_sub, "vae", "a VAE on Shapes images (or, with --conditional, one that draws from captions)", _cmd_train_vae)
     vae.add_argument("--conditional", action="store_true", help="condition on captions and measure how often drawings are true to them")
+    _add_train_target(train_sub, "gan", "a GAN (spectral norm, hinge loss) drawing single-object Shapes images, judged", _cmd_train_gan)
     captioner = _add_train_target(train_sub, "captioner", "the attention captioner on Shapes images; metrics on a fresh test split", _cmd_train_captioner)
     captioner.add_argument("--fusion", choices=["inject", "merge", "attention"], default="attention", help="how image and words meet (default attention)")
 

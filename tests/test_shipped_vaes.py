@@ -1,11 +1,13 @@
-"""The VAEs shipped in data/vae and data/cvae: their files, the ELBO they recorded (re-measured
-exactly), and what the shipped judge (data/judge, checked here first) reads in their drawings."""
+"""The generative models shipped in data/vae, data/cvae and data/gan: their files, the ELBO the
+VAEs recorded (re-measured exactly), and what the shipped judge (data/judge, checked here
+first) reads in their drawings."""
 
 import numpy as np
 import pytest
 
 from mmcourse import artifacts
 from mmcourse.data import shapes
+from mmcourse.models import gan as GAN
 from mmcourse.models import generative as G
 from mmcourse.metrics.judge import SceneJudge
 
@@ -80,3 +82,18 @@ def test_the_shipped_conditional_vae_draws_true_images_as_recorded(judge):
     # a one-object caption is drawn true more often than chance: a random colour and shape is right 1 time in 36
     one = np.array([len(shapes.parse_caption(c).objects) == 1 for c in captions])
     assert verdict[one].mean() > 1 / 36
+
+
+def test_the_shipped_gan_matches_its_checksums_and_draws_what_it_recorded(judge, assert_shipped_unchanged):
+    """Its samples, read by the shipped judge: one object and kinds covered as recorded (within
+    sampling noise: other samples, another judge of the same size), and far from collapsed."""
+    folder = artifacts.shipped("gan")
+    assert_shipped_unchanged(folder, [GAN.MODEL_FILE])
+    recorded = artifacts.read_metrics(folder)
+    assert recorded["profile"] == "full" and recorded["loss"] == "hinge" and recorded["spectral_norm"]
+    model = GAN.load()
+    n = 300
+    quality = G.sample_quality(judge, model.sample(n, seed=99))
+    p = recorded["samples_one_object"]
+    assert quality["one_object"] >= p - _tolerance(p, n)
+    assert quality["kinds"] >= recorded["samples_kinds"] - 3

@@ -7,13 +7,14 @@ import pytest
 from mmcourse._tf import tensorflow
 
 from mmcourse.metrics import judge
-from mmcourse.models import captioning, embeddings, generative, retrieval, vqa
+from mmcourse.models import captioning, embeddings, gan, generative, retrieval, vqa
 
 # each command, with the defaults it needs and one bad option of its own
 COMMANDS = {
     "embeddings": (embeddings, {"corpus": "lee"}, ({"corpus": "wiki"}, "unknown corpus 'wiki'")),  # and --epochs 0: its own test
     "vae": (generative, {}, ({"latent_dim": 0}, "latent_dim must be")),
     "judge": (judge, {}, None),
+    "gan": (gan, {}, None),
     "captioner": (captioning, {}, ({"fusion": "late"}, "fusion must be one of")),
     "retrieval": (retrieval, {}, ({"text_encoder": "lstm"}, "text_encoder must be one of")),
     "vqa": (vqa, {}, ({"fusion": "concat"}, "fusion must be one of")),
