@@ -65,7 +65,8 @@ class _SpectralMixin:
     """The layer's kernel divided by its spectral norm in every call; ``u`` refined while training.
     ``u`` is the same on every replica (it depends only on the weights), so the first replica's is kept."""
 
-    def _add_u(self):
+    def build(self, input_shape):
+        super().build(input_shape)
         self.u = self.add_weight(shape=(1, self.kernel.shape[-1]), name="u", trainable=False, dtype="float32",
                                  initializer=keras.initializers.RandomNormal(stddev=1.0), aggregation="only_first_replica")
 
@@ -77,41 +78,30 @@ class _SpectralMixin:
         super().load_own_variables(store)
         self.u.assign(store["u"])
 
-    def _normalised_kernel(self, training):
+    def call(self, inputs, training=False):
         sigma, u_next = spectral_norm(self.kernel, self.u)
         if training:
             self.u.assign(u_next)
-        return self.kernel / ops.cast(sigma, self.compute_dtype)
+        outputs = self._apply(inputs, self.kernel / ops.cast(sigma, self.compute_dtype))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")
 class SpectralConv2D(_SpectralMixin, keras.layers.Conv2D):
     """A ``Conv2D`` (channels last) whose kernel is divided by its spectral norm."""
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._add_u()
-
-    def call(self, inputs, training=False):
-        outputs = self.convolution_op(inputs, self._normalised_kernel(training))
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return outputs if self.activation is None else self.activation(outputs)
+    def _apply(self, inputs, kernel):
+        return self.convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")
 class SpectralDense(_SpectralMixin, keras.layers.Dense):
     """A ``Dense`` whose kernel is divided by its spectral norm."""
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._add_u()
-
-    def call(self, inputs, training=False):
-        outputs = ops.matmul(inputs, self._normalised_kernel(training))
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return outputs if self.activation is None else self.activation(outputs)
+    def _apply(self, inputs, kernel):
+        return ops.matmul(inputs, kernel)
 
 
 def build_generator(latent_dim: int, *, dtype=None) -> keras.Model:
