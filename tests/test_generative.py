@@ -91,10 +91,11 @@ def test_mixed_precision_trains_like_float32(kind, trained):
     _, one = trained(kind)
     _, mixed = trained(kind, "mixed")
     for key in LOSSES[kind]:
-        moved = abs(one[key][1] - one[key][0]) / np.abs(one[key]).max()
+        moved = abs(one[key][1] / one[key][0] - 1)
         assert moved > 0.2, (key, moved)  # it learned, so the comparison can tell
-        # the hinge L_G = −D(G(z)) passes near 0, where a relative tolerance alone means nothing: 1% of its largest value
-        np.testing.assert_allclose(mixed[key], one[key], rtol=1e-2, atol=1e-2 * np.abs(one[key]).max(), err_msg=key)
+        # the hinge L_G = −D(G(z)) passes near 0, where a relative tolerance alone means nothing: for it, 1% of its largest value
+        atol = 1e-2 * np.abs(one[key]).max() if (kind, key) == ("gan", "g_loss") else 0
+        np.testing.assert_allclose(mixed[key], one[key], rtol=1e-2, atol=atol, err_msg=key)
 
 
 @pytest.mark.parametrize("kind", ["vae", "cvae", "gan"])

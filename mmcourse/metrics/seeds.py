@@ -36,7 +36,12 @@ def mean_spread(values, digits: int = 3) -> str:
         raise ValueError("mean_spread needs at least one value")
     if values.size == 1:
         return f"{values[0]:.{digits}f} (1 seed)"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f} ({values.size} seeds)"
+    return f"{_mean_sd(values, digits)} ({values.size} seeds)"
+
+
+def _mean_sd(values, digits: int) -> str:
+    values = np.asarray(values, dtype=float).ravel()
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.{digits}f}"
 
 
 def separated(higher, lower) -> bool:
@@ -51,8 +56,7 @@ def seed_table(results: Mapping[str, Mapping[str, np.ndarray]], digits: int = 3)
     """A plain-text table: one row per model, one column per measure, each cell ``mean ± sd``."""
     models = list(results)
     measures = list(results[models[0]]) if models else []
-    cells = [[f"{np.mean(results[m][k]):.{digits}f} ± {np.std(results[m][k], ddof=1) if len(results[m][k]) > 1 else 0:.{digits}f}"
-              for k in measures] for m in models]
+    cells = [[_mean_sd(results[m][k], digits) for k in measures] for m in models]
     first = max([len("model")] + [len(m) for m in models])
     widths = [max(len(k), *(len(row[j]) for row in cells)) for j, k in enumerate(measures)]
     lines = ["  ".join([f"{'model':<{first}}"] + [f"{k:>{w}}" for k, w in zip(measures, widths)])]
