@@ -31,6 +31,7 @@ MODEL_COMMANDS = {
     "cvae": "mmcourse train vae --conditional --profile full --out data/cvae",
     "judge": "mmcourse train judge --profile full --seed 3 --out data/judge",
     "gan": "mmcourse train gan --profile full --out data/gan",
+    "vqa": "mmcourse train vqa --profile full --out data/vqa",
 }
 
 
@@ -177,7 +178,7 @@ def verify(folder, name: str | None = None) -> Path:
 
 
 def shipped(name: str) -> Path:
-    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``retrieval``, ``vae``, ``cvae``)."""
+    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``retrieval``, ``vae``, ``cvae``, ``judge``, ``gan``, ``vqa``)."""
     from mmcourse import config
 
     return verify(config.shipped_dir(name), name)

@@ -368,8 +368,6 @@ def test_answer_save_and_load_roundtrip(tmp_path, small, trained):
     assert np.allclose(F.grid_features(encoder2, data.images), encoder_grids, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="no image_encoder.keras in .*`mmcourse train vqa --out DIR`"):
         F.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no VQA model ships with the course"):
-        F.load()
 
 
 def test_train_vqa_command_writes_what_it_measured(tmp_path, monkeypatch, capsys):
@@ -423,3 +421,18 @@ def test_cell_targets_name_the_object_covering_each_cell():
                 assert (targets["shape"][i, r, c], targets["colour"][i, r, c], targets["size"][i, r, c]) == expected
     assert (targets["shape"] > 0).any() and (targets["shape"] == 0).any()
 
+
+
+def test_the_shipped_vqa_model_meets_its_recorded_metrics(assert_shipped_unchanged):
+    """data/vqa (checksums verified by load()), re-measured on the 1,000 test images its
+    metrics.json was measured on: every accuracy within one question in 2,000."""
+    folder = config.shipped_dir("vqa")
+    assert_shipped_unchanged(folder, [F.ENCODER_FILE, F.MODEL_FILE, F.VOCABULARY_FILE])
+    recorded = artifacts.read_metrics(folder)
+    assert (recorded["precision"], recorded["replicas"], recorded["profile"], recorded["fusion"]) == ("float32", 1, "full", "attention")
+    encoder, model, vocab = F.load()
+    assert vocab == shapes.question_vocabulary() and getattr(model, "optimizer", None) is None
+    test = shapes.generate(recorded["test_images"], seed=tuple(recorded["test_seed"]))
+    scores = F.evaluate(model, F.grid_features(encoder, test.images), F.vqa_pairs(test))
+    for key in ("accuracy", *F.KINDS):
+        assert scores[key] == pytest.approx(recorded[key], abs=5e-4), key

@@ -482,13 +482,9 @@ def save(encoder: keras.Model, model: VQAModel, out, vocabulary: Vocabulary | No
 
 def load(folder=None) -> tuple[keras.Model, VQAModel, Vocabulary]:
     """``(encoder, model, vocabulary)`` saved by :func:`save` (or ``mmcourse train vqa --out DIR``),
-    the files checked against their SHA-256 sums first.
-
-    No VQA model ships with the course: ``folder`` is the one a training run wrote."""
-    if folder is None:
-        raise FileNotFoundError("no VQA model ships with the course: train one with `mmcourse train vqa --out DIR` "
-                                "(a few minutes in the quick profile) and pass DIR")
-    folder = Path(folder)
+    the files checked against their SHA-256 sums first; ``folder=None``: the attention-fusion
+    model shipped in ``data/vqa`` (the demo app's)."""
+    folder = artifacts.shipped("vqa") if folder is None else Path(folder)
     for name in (ENCODER_FILE, MODEL_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder that `mmcourse train vqa --out DIR` wrote")
