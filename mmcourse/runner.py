@@ -29,12 +29,13 @@ class NotebookResult:
 
 
 def find_notebooks(paths: list[str]) -> list[Path]:
-    """The notebooks named (files or folders); all of the course's when none are named."""
+    """The notebooks named (files or folders); the course's chapters (``NN_*.ipynb``, not the
+    demo app) when none are named."""
     if not paths:
         root = _repo_root()
         if root is None:
             raise FileNotFoundError("name the notebooks to run (no course checkout found to take them from)")
-        paths = [str(root / "notebooks")]
+        return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():

@@ -63,3 +63,16 @@ def test_the_playground_needs_an_rgb_image():
     with pytest.raises(ValueError, match=r"RGB image \(h, w, 3\)"):
         ConvolutionPlayground(PHOTO[..., 0])
     assert ConvolutionPlayground(size=32).photo.shape == (32, 32, 3)  # the astronaut, made small
+
+
+def test_a_named_kernel_survives_the_browser_rounding_its_weights_to_the_slider_step():
+    """A browser snaps 1/9 to the sliders' step and sends it back: "box blur" must stay box blur,
+    applied with its exact weights; a real move of one slider still makes it custom."""
+    playground = ConvolutionPlayground(np.random.default_rng(0).random((16, 16, 3)))
+    playground.kernel_name.value = "box blur"
+    playground.sliders[0][0].value = round(1 / 9, 2)  # what the page sends back
+    assert playground.kernel_name.value == "box blur"
+    assert np.array_equal(playground.kernel, imageops.KERNELS["box blur"])
+    assert "sum to <b>1.00</b>" in playground.info.value
+    playground.sliders[0][0].value = 0.5
+    assert playground.kernel_name.value == "custom" and playground.kernel[0, 0] == 0.5

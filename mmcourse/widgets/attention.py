@@ -8,6 +8,7 @@ import numpy as np
 
 from mmcourse.data import shapes
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["AttentionExplorer"]
 
@@ -25,12 +26,12 @@ class AttentionExplorer:
     def __init__(self, images, scenes, masks, attend, *, scale: int = 4):
         self.images, self.scenes, self.masks, self.attend, self.scale = images, scenes, masks, attend, scale
         self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
-        self.colour = W.Dropdown(options=list(shapes.COLOURS), description="colour")
+        self.colour = mark(W.Dropdown(options=list(shapes.COLOURS), description="colour"), "colour")
         self.shape = W.Dropdown(options=list(shapes.SHAPES), description="shape")
         self.show_attention = W.Checkbox(value=True, description="show attention")
         self.show_masks = W.Checkbox(value=False, description="show object masks")
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px"))
-        self.info = W.HTML()
+        self.image = mark(W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px")), "image")
+        self.info = mark(W.HTML(), "info")
         self.weights = None
         self.peak = (0, 0)
         self.peak_on_object = False
@@ -65,7 +66,7 @@ class AttentionExplorer:
 
     def widget(self) -> W.Widget:
         controls = W.VBox([self.index, self.colour, self.shape, self.show_attention, self.show_masks, self.info])
-        return W.HBox([self.image, controls])
+        return mark(W.HBox([self.image, controls]), "attention-explorer")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

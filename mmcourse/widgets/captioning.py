@@ -11,6 +11,7 @@ import numpy as np
 from mmcourse.data import shapes
 from mmcourse.viz import to_png
 from mmcourse.widgets.scene import SceneComposer
+from mmcourse.widgets._dom import mark
 
 __all__ = ["CaptioningExplorer"]
 
@@ -32,12 +33,12 @@ class CaptioningExplorer:
             raise ValueError(f"give as many scenes as images (at least one): got {len(images)} images and {len(scenes)} scenes")
         self.model, self.vocabulary, self.images, self.scenes, self.scale = model, vocabulary, images, scenes, scale
         self.composer = SceneComposer(scale=2)
-        self.source = W.ToggleButtons(options=["test image", "composed scene"], value="test image", description="image")
+        self.source = mark(W.ToggleButtons(options=["test image", "composed scene"], value="test image", description="image"), "source")
         self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="test image")
         self.beam_width = W.IntSlider(value=1, min=1, max=max_beam, description="beam width")
         self.word = W.IntSlider(value=0, min=0, max=1, description="word")
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px"))
-        self.info = W.HTML()
+        self.image = mark(W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px")), "image")
+        self.info = mark(W.HTML(), "info")
         self.caption, self.attention, self.log_probability, self.true, self.peak = "", np.zeros((1, 8, 8)), 0.0, False, (0, 0)
         for control in (self.source, self.index, self.beam_width):
             control.observe(lambda change: self.update(), names="value")
@@ -91,8 +92,8 @@ class CaptioningExplorer:
 
     def widget(self) -> W.Widget:
         controls = W.VBox([self.source, self.index, self.beam_width, self.word, self.info])
-        return W.VBox([W.HBox([self.image, controls]), W.HTML("<b>compose a scene</b> (choose “composed scene” above)"),
-                       self.composer.widget()])
+        return mark(W.VBox([W.HBox([self.image, controls]), W.HTML("<b>compose a scene</b> (choose “composed scene” above)"),
+                            self.composer.widget()]), "captioning-explorer")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -7,11 +7,15 @@ import numpy as np
 
 from mmcourse import imageops
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["ConvolutionPlayground"]
 
 
 _LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)
+#: The sliders' step. A browser rounds a weight to it and sends it back (1/9 → 0.11), so a named
+#: kernel stays named, and exact, while every slider is within half a step of its weight.
+STEP = 0.01
 
 
 class ConvolutionPlayground:
@@ -40,16 +44,16 @@ class ConvolutionPlayground:
             raise ValueError(f"ConvolutionPlayground takes an RGB image (h, w, 3); got shape {photo.shape}")
         self.photo = imageops.to_unit(photo)[0]  # float32 in [0, 1]
         self.scale = scale
-        self.kernel_name = W.Dropdown(options=[*imageops.KERNELS, "custom"], value="sobel x", description="kernel")
+        self.kernel_name = mark(W.Dropdown(options=[*imageops.KERNELS, "custom"], value="sobel x", description="kernel"), "kernel")
         self.sliders = [
-            [W.FloatSlider(value=0.0, min=-4.0, max=4.0, step=0.25, readout_format=".2f", layout=W.Layout(width="190px")) for _ in range(3)]
+            [W.FloatSlider(value=0.0, min=-4.0, max=4.0, step=STEP, readout_format=".2f", layout=W.Layout(width="190px")) for _ in range(3)]
             for _ in range(3)
         ]
         self.grey = W.Checkbox(value=True, description="grey image")
         h, w = self.photo.shape[:2]
         self.original = W.Image(format="png", layout=W.Layout(width=f"{w * scale}px", height=f"{h * scale}px"))
-        self.filtered = W.Image(format="png", layout=W.Layout(width=f"{w * scale}px", height=f"{h * scale}px"))
-        self.info = W.HTML()
+        self.filtered = mark(W.Image(format="png", layout=W.Layout(width=f"{w * scale}px", height=f"{h * scale}px")), "filtered")
+        self.info = mark(W.HTML(), "info")
         self.result = None
         self._syncing = False
         self.kernel_name.observe(self._on_name, names="value")
@@ -62,8 +66,15 @@ class ConvolutionPlayground:
 
     @property
     def kernel(self):
-        """The 3×3 kernel the sliders now hold."""
+        """The 3×3 kernel the sliders now hold: the named kernel exactly while they show it."""
+        named = imageops.KERNELS.get(self.kernel_name.value)
+        return named if named is not None and self._shows(named) else self._slider_values()
+
+    def _slider_values(self):
         return np.array([[s.value for s in row] for row in self.sliders], np.float32)
+
+    def _shows(self, kernel) -> bool:
+        return bool(np.all(np.abs(self._slider_values() - kernel) <= STEP / 2 + 1e-6))
 
     def _set_sliders(self, kernel) -> None:
         self._syncing = True
@@ -83,7 +94,7 @@ class ConvolutionPlayground:
         if self._syncing:
             return
         named = imageops.KERNELS.get(self.kernel_name.value)
-        if named is not None and not (named == self.kernel).all():
+        if named is not None and not self._shows(named):
             self._syncing = True  # switching the name to "custom" must not reset the sliders
             try:
                 self.kernel_name.value = "custom"
@@ -124,7 +135,7 @@ class ConvolutionPlayground:
     def widget(self) -> W.Widget:
         grid = W.VBox([W.HBox(row) for row in self.sliders])
         controls = W.VBox([W.HBox([self.kernel_name, self.grey]), grid, self.info])
-        return W.VBox([controls, W.HBox([self.original, self.filtered])])
+        return mark(W.VBox([controls, W.HBox([self.original, self.filtered])]), "convolution-playground")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

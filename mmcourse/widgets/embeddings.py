@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import ipywidgets as W
+from mmcourse.widgets._dom import mark
 
 __all__ = ["EmbeddingExplorer"]
 
@@ -21,11 +22,11 @@ class EmbeddingExplorer:
 
     def __init__(self, vectors, word: str = "", analogy: tuple[str, str, str] = ("", "", ""), k: int = 8):
         self.vectors = vectors
-        self.word = W.Text(value=word, description="word", continuous_update=False)
+        self.word = mark(W.Text(value=word, description="word", continuous_update=False), "word")
         self.k = W.IntSlider(value=k, min=1, max=20, description="neighbours")
-        self.neighbours = W.HTML()
+        self.neighbours = mark(W.HTML(), "neighbours")
         self.a, self.b, self.c = (W.Text(value=v, continuous_update=False, layout=W.Layout(width="130px")) for v in analogy)
-        self.answer = W.HTML()
+        self.answer = mark(W.HTML(), "analogy")
         self.results: list[tuple[str, float]] = []
         self.analogy_results: list[tuple[str, float]] = []
         for control in (self.word, self.k):
@@ -74,7 +75,7 @@ class EmbeddingExplorer:
     def widget(self) -> W.Widget:
         left = W.VBox([W.HTML("<b>neighbours</b>"), self.word, self.k, self.neighbours])
         right = W.VBox([W.HTML("<b>analogy</b> &nbsp; a : b :: c : ?"), W.HBox([self.a, self.b, self.c]), self.answer])
-        return W.HBox([left, right], layout=W.Layout(gap="40px"))
+        return mark(W.HBox([left, right], layout=W.Layout(gap="40px")), "embedding-explorer")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -7,6 +7,7 @@ import numpy as np
 
 from mmcourse.imageops import to_uint8, to_unit
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["LatentSliders"]
 
@@ -31,7 +32,9 @@ class LatentSliders:
             for d in self.directions
         ]
         self.reset = W.Button(description="back to the image's code", icon="undo")
-        self.original, self.image = W.Image(format="png"), W.Image(format="png")
+        self.original, self.image = W.Image(format="png"), mark(W.Image(format="png"), "decoded")
+        for k, slider in enumerate(self.sliders):
+            mark(slider, f"slider-{k}")
         self.index.observe(lambda change: self._load(), names="value")
         for s in self.sliders:
             s.observe(lambda change: self.update(), names="value")
@@ -58,7 +61,7 @@ class LatentSliders:
 
     def widget(self) -> W.Widget:
         pictures = W.HBox([W.VBox([W.HTML("<b>image</b>"), self.original]), W.VBox([W.HTML("<b>decoded code</b>"), self.image])])
-        return W.HBox([W.VBox([self.index, *self.sliders, self.reset]), pictures])
+        return mark(W.HBox([W.VBox([self.index, *self.sliders, self.reset]), pictures]), "latent-sliders")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

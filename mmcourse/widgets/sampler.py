@@ -6,6 +6,7 @@ import html
 import ipywidgets as W
 
 from mmcourse.data import shapes
+from mmcourse.widgets._dom import mark
 
 __all__ = ["CaptionSampler"]
 
@@ -21,9 +22,9 @@ class CaptionSampler:
     def __init__(self, model, vocab, *, n: int = 8, seed: int = 0):
         self.model, self.vocab, self.n = model, vocab, n
         self.temperature = W.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.05, description="temperature", continuous_update=False)
-        self.prefix = W.Text(value="", placeholder="e.g. a large", description="prefix", continuous_update=False)
+        self.prefix = mark(W.Text(value="", placeholder="e.g. a large", description="prefix", continuous_update=False), "prefix")
         self.resample = W.Button(description="sample again", icon="refresh")
-        self.output = W.HTML()
+        self.output = mark(W.HTML(), "samples")
         self.samples: list[str] = []
         self.error = ""
         self.fraction_grammatical = 0.0
@@ -59,7 +60,7 @@ class CaptionSampler:
         self.output.value = f"<b>{ok} of {len(self.samples)} grammatical</b><ul style='list-style:none'>{''.join(rows)}</ul>"
 
     def widget(self) -> W.Widget:
-        return W.VBox([W.HBox([self.temperature, self.prefix, self.resample]), self.output])
+        return mark(W.VBox([W.HBox([self.temperature, self.prefix, self.resample]), self.output]), "caption-sampler")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -7,6 +7,7 @@ import ipywidgets as W
 
 from mmcourse.data import shapes
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["SceneComposer"]
 
@@ -32,12 +33,15 @@ class SceneComposer:
             self.shape.append(W.Dropdown(options=list(shapes.SHAPES), value=shape))
         for box in (*self.size, *self.colour, *self.shape):
             box.layout = W.Layout(width="160px")
+        for k in range(2):
+            for name, box in (("size", self.size[k]), ("colour", self.colour[k]), ("shape", self.shape[k])):
+                mark(box, f"{name}-{k}")
         self.relation = W.Dropdown(options=list(shapes.RELATIONS), value="left of", description="1st is")
         self.jitter = W.Checkbox(value=False, description="draw like the dataset (jitter)")
         self.seed = W.IntSlider(value=0, min=0, max=99, description="seed")
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px"))
-        self.captions = W.HTML()
-        self.answers = W.HTML()
+        self.image = mark(W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px")), "image")
+        self.captions = mark(W.HTML(), "captions")
+        self.answers = mark(W.HTML(), "answers")
         self.scene: shapes.Scene | None = None
         for control in (self.count, *self.size, *self.colour, *self.shape, self.relation, self.jitter, self.seed):
             control.observe(self._on_change, names="value")
@@ -81,7 +85,7 @@ class SceneComposer:
                 W.HBox([self.jitter, self.seed]),
             ]
         )
-        return W.VBox([controls, W.HBox([self.image, W.VBox([self.captions, self.answers])])])
+        return mark(W.VBox([controls, W.HBox([self.image, W.VBox([self.captions, self.answers])])]), "scene-composer")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

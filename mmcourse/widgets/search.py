@@ -9,6 +9,7 @@ import ipywidgets as W
 import numpy as np
 
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["SearchWidget"]
 
@@ -44,11 +45,11 @@ class SearchWidget:
         self.captions = list(dict.fromkeys(captions))
         self.image_vectors = retrieval.embed_images(model, self.images)
         self.caption_vectors = retrieval.embed_captions(model, self.captions, vocabulary)
-        self.query = W.Text(value=query, description="caption", layout=W.Layout(width="34em"), continuous_update=False)
-        self.message = W.HTML()
-        self.gallery = W.HBox()
+        self.query = mark(W.Text(value=query, description="caption", layout=W.Layout(width="34em"), continuous_update=False), "query")
+        self.message = mark(W.HTML(), "message")
+        self.gallery = mark(W.HBox(), "gallery")
         self.selected = W.HTML()
-        self.caption_list = W.HTML()
+        self.caption_list = mark(W.HTML(), "caption-list")
         self.image_results: list[int] = []
         self.image_true: list[bool] = []
         self.caption_results: list[str] = []
@@ -116,7 +117,7 @@ class SearchWidget:
         self.caption_list.value = f"<b>image #{index}: top {k} captions</b><table>{rows}</table>"
 
     def widget(self) -> W.Widget:
-        return W.VBox([self.query, self.message, self.gallery, W.HBox([self.selected, self.caption_list])])
+        return mark(W.VBox([self.query, self.message, self.gallery, W.HBox([self.selected, self.caption_list])]), "search")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

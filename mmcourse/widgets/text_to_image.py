@@ -9,6 +9,7 @@ import numpy as np
 
 from mmcourse.imageops import to_uint8
 from mmcourse.viz import to_png
+from mmcourse.widgets._dom import mark
 
 __all__ = ["TextToImage"]
 
@@ -22,10 +23,10 @@ class TextToImage:
 
     def __init__(self, vae, *, judge=None, n: int = 6, caption: str = "a large red circle left of a small blue square", scale: int = 2):
         self.vae, self.judge, self.n, self.scale = vae, judge, n, scale
-        self.caption = W.Text(value=caption, description="caption", layout=W.Layout(width="32em"), continuous_update=False)
+        self.caption = mark(W.Text(value=caption, description="caption", layout=W.Layout(width="32em"), continuous_update=False), "caption")
         self.again = W.Button(description="draw again", icon="refresh")
-        self.message = W.HTML()
-        self.pictures = W.HBox()
+        self.message = mark(W.HTML(), "message")
+        self.pictures = mark(W.HBox(), "pictures")
         self.drawn = np.zeros((0, 64, 64, 3), np.uint8)
         self.true: list[bool] = []
         self.error = ""
@@ -58,7 +59,7 @@ class TextToImage:
         self.message.value = f"<b>{summary}</b>"
 
     def widget(self) -> W.Widget:
-        return W.VBox([W.HBox([self.caption, self.again]), self.message, self.pictures])
+        return mark(W.VBox([W.HBox([self.caption, self.again]), self.message, self.pictures]), "text-to-image")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

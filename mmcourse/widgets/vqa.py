@@ -11,6 +11,7 @@ import numpy as np
 from mmcourse.data import shapes
 from mmcourse.viz import to_png
 from mmcourse.widgets.scene import SceneComposer
+from mmcourse.widgets._dom import mark
 
 __all__ = ["VQAExplorer"]
 
@@ -44,13 +45,13 @@ class VQAExplorer:
         self.source = W.ToggleButtons(options=[("dataset image", "dataset"), ("compose one", "compose")], value="dataset", description="image")
         self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="index")
         self.composer = SceneComposer(scale=2)
-        self.question = W.Dropdown(options=[], description="question", layout=W.Layout(width="480px"))
-        self.typed = W.Text(value="", placeholder="or type a question, e.g. is there a red circle", description="typed",
-                            layout=W.Layout(width="480px"), continuous_update=False)
+        self.question = mark(W.Dropdown(options=[], description="question", layout=W.Layout(width="480px")), "question")
+        self.typed = mark(W.Text(value="", placeholder="or type a question, e.g. is there a red circle", description="typed",
+                                 layout=W.Layout(width="480px"), continuous_update=False), "typed")
         names = list(self.models)
-        self.model = W.Dropdown(options=names, value="attention" if "attention" in names else names[0], description="model")
+        self.model = mark(W.Dropdown(options=names, value="attention" if "attention" in names else names[0], description="model"), "model")
         self.image = W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px"))
-        self.info = W.HTML()
+        self.info = mark(W.HTML(), "info")
         self.result: dict | None = None
         self.error: str | None = None
         self.true_answer: str | None = None
@@ -131,7 +132,7 @@ class VQAExplorer:
 
         self.source.observe(show, names="value")
         show()
-        return W.VBox([self.source, picker, self.question, self.typed, self.model, W.HBox([self.image, self.info])])
+        return mark(W.VBox([self.source, picker, self.question, self.typed, self.model, W.HBox([self.image, self.info])]), "vqa-explorer")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
