@@ -15,6 +15,9 @@
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
     mmcourse student [NOTEBOOK ...] [--out DIR]
                                           write the student edition: solutions removed, a cell to fill in and a check per exercise
+    mmcourse slides [NOTEBOOK ...] [--out DIR] [--tag]
+                                          write static reveal.js slides that work offline (default: notebooks/NN_*.ipynb into
+                                          slides/); --tag instead writes each cell's slide type (RISE's metadata) into the notebooks
 
 Each `train` target is a subparser declared with :func:`_add_train_target` (parsing stays
 cheap: TensorFlow is imported only when a command runs); the work is done by the target's
@@ -66,6 +69,22 @@ def _cmd_student(args: argparse.Namespace) -> int:
     for path in written:
         print(f"{path}  ({student.count_exercises(path)} exercises to check)")
     print(f"{len(written)} student notebooks in {args.out}/ · {len(exercises.all_exercises())} exercises with a check")
+    return 0
+
+
+def _cmd_slides(args: argparse.Namespace) -> int:
+    from mmcourse import slides
+
+    if args.tag:
+        for path in slides.find(args.notebooks):
+            counts, changed = slides.tag_notebook(path)
+            print(f"{path}  {counts['slide']} slides, {counts['subslide']} sub-slides, {counts['skip']} cells skipped"
+                  f"{'' if changed else ' (unchanged)'}")
+        return 0
+    written = slides.write_slides(args.notebooks, args.out)
+    for path, count in written:
+        print(f"{path}  ({count} slides)")
+    print(f"{len(written)} slide deck{'s' if len(written) != 1 else ''} in {args.out}/ · open one in a browser; they need no network")
     return 0
 
 
@@ -274,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("notebooks", nargs="*", help="notebook files or folders (default: every notebook of the course)")
     student.add_argument("--out", type=Path, default=Path("student"), help="folder to write into (default: student)")
     student.set_defaults(func=_cmd_student)
+
+    slides = sub.add_parser("slides", help="write static reveal.js slides of the notebooks that work offline, or (--tag) their slide metadata")
+    slides.add_argument("notebooks", nargs="*", help="notebook files or folders (default: the course's notebooks/NN_*.ipynb)")
+    slides.add_argument("--out", type=Path, default=Path("slides"), help="folder to write into (default: slides)")
+    slides.add_argument("--tag", action="store_true",
+                        help="write each cell's slide type (what RISE shows) into the notebooks in place, instead of slides")
+    slides.set_defaults(func=_cmd_slides)
     return parser
 
 
