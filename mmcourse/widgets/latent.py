@@ -32,7 +32,8 @@ class LatentSliders:
             for d in self.directions
         ]
         self.reset = W.Button(description="back to the image's code", icon="undo")
-        self.original, self.image = W.Image(format="png"), mark(W.Image(format="png"), "decoded")
+        self.original, self.image = mark(W.Image(format="png"), "original"), mark(W.Image(format="png"), "decoded")
+        mark(self.index, "index")
         for k, slider in enumerate(self.sliders):
             mark(slider, f"slider-{k}")
         self.index.observe(lambda change: self._load(), names="value")

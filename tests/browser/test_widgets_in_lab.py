@@ -15,9 +15,12 @@ RUN_TIMEOUT_S = 600
 @pytest.mark.parametrize("notebook", sorted(lab.NOTEBOOK_WIDGETS))
 def test_widgets_render_and_respond(page, lab_url, screenshot_dir, notebook):
     lab.open_notebook(page, lab_url, notebook)
-    lab.run_all_from_menu(page, RUN_TIMEOUT_S)
-    page.screenshot(path=screenshot_dir / "notebook.png")
-    assert lab.problems_on_page(page) == []
-    for check in lab.NOTEBOOK_WIDGETS[notebook]:
-        print(f"{notebook} · {check.__name__}: {check(page, screenshot_dir)}")
-    assert lab.problems_on_page(page) == [], "changing a control made an error appear"
+    try:
+        lab.run_all_from_menu(page, RUN_TIMEOUT_S)
+        page.screenshot(path=screenshot_dir / "notebook.png")
+        assert lab.problems_on_page(page) == []
+        for check in lab.NOTEBOOK_WIDGETS[notebook]:
+            print(f"{notebook} · {check.__name__}: {check(page, screenshot_dir)}")
+        assert lab.problems_on_page(page) == [], "changing a control made an error appear"
+    finally:
+        lab.shut_down_kernel(page)
