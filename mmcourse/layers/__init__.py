@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["attention"]
+__all__ = ["attention", "transformer"]
 
 
 def __getattr__(name: str):

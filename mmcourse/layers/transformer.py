@@ -1,0 +1,206 @@
+"""The Transformer's pieces, written from their formulas, as Keras layers.
+
+Positional encodings (Vaswani et al., 2017), sinusoidal::
+
+    PE[p, 2i] = sin(p / 10000^(2i/d)),   PE[p, 2i+1] = cos(p / 10000^(2i/d))
+
+or learned (one trained vector per position, as in BERT and ViT).
+
+The pre-LayerNorm block (Xiong et al., 2020; GPT-2, ViT), for a decoder with cross-attention::
+
+    x ← x + SelfAttention(LN(x))            (causal in a decoder: position t sees 0 … t)
+    x ← x + CrossAttention(LN(x), memory)    (decoder only: the image tokens)
+    x ← x + FFN(LN(x)),   FFN(x) = W₂ GELU(W₁ x + b₁) + b₂
+
+Normalising *before* each sub-layer keeps the residual path an identity, so deep stacks
+train without the learning-rate warm-up the original post-LN block needed.
+
+Decoding one word at a time recomputes nothing with a **key–value cache**: each layer keeps
+the keys and values of the positions already decoded and appends the new position's
+(:meth:`TransformerBlock.step`); cross-attention's keys and values come from the image and
+are computed once (:meth:`TransformerBlock.memory_cache`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmcourse._tf import tensorflow
+from mmcourse.checks import check_positive_int
+
+tensorflow()
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from mmcourse.layers.attention import MultiHeadAttention, scaled_dot_product_attention  # noqa: E402
+
+__all__ = ["sinusoidal_positions", "PositionalEmbedding", "FeedForward", "TransformerBlock"]
+
+
+def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
+    """``(length, dim)`` float32: the sinusoidal encoding above (sin on even features, cos on odd)."""
+    positions = np.arange(length, dtype=np.float64)[:, None]
+    rates = 1.0 / 10000 ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    table = np.zeros((length, dim))
+    table[:, 0::2] = np.sin(positions * rates)
+    table[:, 1::2] = np.cos(positions * rates[: dim // 2])
+    return table.astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class PositionalEmbedding(keras.layers.Layer):
+    """Adds a position's vector to each input vector: ``x[:, p] + PE[start + p]``.
+
+    Args:
+        max_length: the most positions it encodes.
+        kind: ``"sinusoidal"`` (fixed, the formula above) or ``"learned"`` (a trained table).
+
+    Call: ``(x (batch, T, d), start=0)``; ``start`` offsets the positions, for decoding one
+    word at a time (the word at step t is at position t).
+    """
+
+    def __init__(self, max_length: int, kind: str = "sinusoidal", **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("sinusoidal", "learned"):
+            raise ValueError(f"kind must be 'sinusoidal' or 'learned', got {kind!r}")
+        self.max_length, self.kind = check_positive_int(max_length, "max_length"), kind
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if self.kind == "learned":
+            self.table = self.add_weight(name="positions", shape=(self.max_length, dim),
+                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+        else:  # a constant, not a weight: nothing to train or save
+            self.table = ops.convert_to_tensor(sinusoidal_positions(self.max_length, dim))
+
+    def call(self, x, start=0):
+        length = ops.shape(x)[1]
+        positions = ops.slice(ops.cast(self.table, x.dtype), (start, 0), (length, ops.shape(self.table)[1]))
+        return x + positions
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length, "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class FeedForward(keras.layers.Layer):
+    """The position-wise feed-forward network ``W₂ GELU(W₁ x + b₁) + b₂`` (``hidden`` units inside)."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.dropout_rate = check_positive_int(hidden, "hidden"), float(dropout)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.inner = keras.layers.Dense(self.hidden, activation="gelu", name="inner")
+        self.outer = keras.layers.Dense(input_shape[-1], name="outer")
+        self.drop = keras.layers.Dropout(self.dropout_rate)
+        self.inner.build(input_shape)
+        self.outer.build((*input_shape[:-1], self.hidden))
+
+    def call(self, x, training=None):
+        return self.drop(self.outer(self.inner(x)), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "dropout": self.dropout_rate}
+
+
+@keras.saving.register_keras_serializable(package="mmcourse")
+class TransformerBlock(keras.layers.Layer):
+    """One pre-LayerNorm Transformer block (see the module's formulas).
+
+    Args:
+        num_heads: attention heads; each has ``d_model / num_heads`` dimensions.
+        hidden: the feed-forward network's width (commonly 4 × d_model).
+        causal: self-attention sees only earlier positions (a decoder).
+        cross_attention: a second attention over ``memory`` (a decoder reading an encoder).
+        dropout: on each sub-layer's output before it joins the residual path.
+
+    Call: ``(x (batch, T, d), memory=None, mask=None, memory_mask=None, training=None)``;
+    ``mask`` (batch, T) marks real tokens (Keras's convention: True where a token may be
+    attended to). Returns ``x`` of the same shape; the attention weights of the last call are
+    kept in ``self_weights`` (batch, heads, T, T) and ``cross_weights`` (batch, heads, T, T_mem).
+    """
+
+    def __init__(self, num_heads: int, hidden: int, *, causal: bool = False, cross_attention: bool = False,
+                 dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.hidden = check_positive_int(num_heads, "num_heads"), check_positive_int(hidden, "hidden")
+        self.causal, self.cross_attention, self.dropout_rate = bool(causal), bool(cross_attention), float(dropout)
+        self.self_weights = self.cross_weights = None
+        self.supports_masking = True  # a padding mask (e.g. an Embedding's) reaches call() and passes through
+
+    def build(self, x_shape, memory_shape=None):
+        input_shape = x_shape
+        d = input_shape[-1]
+        if d % self.num_heads:
+            raise ValueError(f"the model width {d} must be a multiple of num_heads={self.num_heads}")
+        key_dim = d // self.num_heads
+        self.norm_self = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_self")
+        self.self_attention = MultiHeadAttention(self.num_heads, key_dim, name="self_attention")
+        self.norm_self.build(input_shape)
+        self.self_attention.build(input_shape, input_shape)
+        if self.cross_attention:
+            memory_shape = memory_shape or input_shape
+            self.norm_cross = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_cross")
+            self.cross = MultiHeadAttention(self.num_heads, key_dim, name="cross_attention")
+            self.norm_cross.build(input_shape)
+            self.cross.build(input_shape, memory_shape)
+        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_ff")
+        self.feed_forward = FeedForward(self.hidden, self.dropout_rate, name="feed_forward")
+        self.norm_ff.build(input_shape)
+        self.feed_forward.build(input_shape)
+        self.drop = keras.layers.Dropout(self.dropout_rate)
+
+    def call(self, x, memory=None, mask=None, memory_mask=None, training=None):
+        attend = None if mask is None else ops.expand_dims(ops.cast(mask, "bool"), 1)  # (batch, 1, T): which keys
+        normed = self.norm_self(x)
+        h, self.self_weights = self.self_attention(normed, normed, attention_mask=attend, use_causal_mask=self.causal)
+        x = x + self.drop(h, training=training)
+        if self.cross_attention:
+            if memory is None:
+                raise ValueError("this block has cross-attention: pass memory (the encoder's tokens)")
+            attend_memory = None if memory_mask is None else ops.expand_dims(ops.cast(memory_mask, "bool"), 1)
+            h, self.cross_weights = self.cross(self.norm_cross(x), memory, attention_mask=attend_memory)
+            x = x + self.drop(h, training=training)
+        return x + self.feed_forward(self.norm_ff(x), training=training)
+
+    # ----------------------------------------------------------------------------- decoding with a cache
+
+    def memory_cache(self, memory):
+        """Cross-attention's keys and values of ``memory``, ``(batch, heads, T_mem, d)`` each: computed once per image."""
+        a = self.cross
+        return a._project(memory, a.W_k, a.b_k), a._project(memory, a.W_v, a.b_v)
+
+    def step(self, x, cache=None, memory_cache=None):
+        """Decode the new positions ``x (batch, t, d)`` given the keys and values of the positions
+        before them (``cache = (keys, values)``, ``(batch, heads, T_before, d)`` each, or None).
+
+        Returns ``(output (batch, t, d), new cache)``: the same output :meth:`call` gives those
+        positions on the whole sequence, without recomputing the earlier positions.
+        """
+        a = self.self_attention
+        normed = self.norm_self(x)
+        keys, values = a._project(normed, a.W_k, a.b_k), a._project(normed, a.W_v, a.b_v)
+        if cache is not None:
+            keys, values = ops.concatenate([cache[0], keys], axis=2), ops.concatenate([cache[1], values], axis=2)
+        t, total = ops.shape(x)[1], ops.shape(keys)[2]
+        # the new position p (of t) sits at total - t + p and sees every key up to itself
+        rows = ops.expand_dims(ops.arange(t) + (total - t), 1)
+        mask = ops.greater_equal(rows, ops.expand_dims(ops.arange(total), 0)) if self.causal else None
+        heads, self.self_weights = scaled_dot_product_attention(a._project(normed, a.W_q, a.b_q), keys, values, mask)
+        x = x + ops.einsum("bhtk,hkd->btd", heads, a.W_o) + a.b_o
+        if self.cross_attention:
+            c = self.cross
+            heads, self.cross_weights = scaled_dot_product_attention(c._project(self.norm_cross(x), c.W_q, c.b_q), *memory_cache)
+            x = x + ops.einsum("bhtk,hkd->btd", heads, c.W_o) + c.b_o
+        return x + self.feed_forward(self.norm_ff(x)), (keys, values)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "hidden": self.hidden, "causal": self.causal,
+                "cross_attention": self.cross_attention, "dropout": self.dropout_rate}
+
