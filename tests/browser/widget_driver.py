@@ -257,3 +257,24 @@ NOTEBOOK_WIDGETS = {
     "07_alignment_and_retrieval.ipynb": [check_search],
     "08_fusion_and_vqa.ipynb": [check_vqa_explorer],
 }
+
+#: The chapters in three groups (one test module each) that take about as long as each other.
+LAB_GROUPS = (sorted(NOTEBOOK_WIDGETS)[:4], sorted(NOTEBOOK_WIDGETS)[4:6], sorted(NOTEBOOK_WIDGETS)[6:])
+
+#: A notebook's quick profile runs in 15-133 s alone on two cores; a browser and another test share them.
+RUN_TIMEOUT_S = 600
+
+
+def check_notebook(page: Page, lab_url: str, shots: Path, notebook: str) -> None:
+    """Open ``notebook`` in JupyterLab, run it from the Run menu, check the page is clean, drive
+    each of its widgets, check again; the kernel is shut down whatever happens."""
+    open_notebook(page, lab_url, notebook)
+    try:
+        run_all_from_menu(page, RUN_TIMEOUT_S)
+        page.screenshot(path=shots / "notebook.png")
+        assert problems_on_page(page) == []
+        for check in NOTEBOOK_WIDGETS[notebook]:
+            print(f"{notebook} · {check.__name__}: {check(page, shots)}")
+        assert problems_on_page(page) == [], "changing a control made an error appear"
+    finally:
+        shut_down_kernel(page)
