@@ -23,6 +23,8 @@ are computed once (:meth:`TransformerBlock.memory_cache`).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mmcourse._tf import tensorflow
@@ -45,6 +47,11 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     table[:, 0::2] = np.sin(positions * rates)
     table[:, 1::2] = np.cos(positions * rates[: dim // 2])
     return table.astype(np.float32)
+
+
+def _caster(x):
+    """Casts a weight to ``x``'s dtype (float16 under mixed precision)."""
+    return lambda weight: ops.cast(weight, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")
@@ -96,9 +103,9 @@ class FeedForward(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self.inner = keras.layers.Dense(self.hidden, activation="gelu", name="inner")
-        self.outer = keras.layers.Dense(input_shape[-1], name="outer")
-        self.drop = keras.layers.Dropout(self.dropout_rate)
+        self.inner = keras.layers.Dense(self.hidden, activation="gelu", dtype=self.dtype_policy, name="inner")
+        self.outer = keras.layers.Dense(input_shape[-1], dtype=self.dtype_policy, name="outer")
+        self.drop = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
         self.inner.build(input_shape)
         self.outer.build((*input_shape[:-1], self.hidden))
 
@@ -140,21 +147,22 @@ class TransformerBlock(keras.layers.Layer):
         if d % self.num_heads:
             raise ValueError(f"the model width {d} must be a multiple of num_heads={self.num_heads}")
         key_dim = d // self.num_heads
-        self.norm_self = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_self")
-        self.self_attention = MultiHeadAttention(self.num_heads, key_dim, name="self_attention")
+        policy = self.dtype_policy  # sub-layers compute as the block does, whatever the global policy at load time
+        self.norm_self = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_self")
+        self.self_attention = MultiHeadAttention(self.num_heads, key_dim, dtype=policy, name="self_attention")
         self.norm_self.build(input_shape)
         self.self_attention.build(input_shape, input_shape)
         if self.cross_attention:
             memory_shape = memory_shape or input_shape
-            self.norm_cross = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_cross")
-            self.cross = MultiHeadAttention(self.num_heads, key_dim, name="cross_attention")
+            self.norm_cross = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_cross")
+            self.cross = MultiHeadAttention(self.num_heads, key_dim, dtype=policy, name="cross_attention")
             self.norm_cross.build(input_shape)
             self.cross.build(input_shape, memory_shape)
-        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-5, name="norm_ff")
-        self.feed_forward = FeedForward(self.hidden, self.dropout_rate, name="feed_forward")
+        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_ff")
+        self.feed_forward = FeedForward(self.hidden, self.dropout_rate, dtype=policy, name="feed_forward")
         self.norm_ff.build(input_shape)
         self.feed_forward.build(input_shape)
-        self.drop = keras.layers.Dropout(self.dropout_rate)
+        self.drop = keras.layers.Dropout(self.dropout_rate, dtype=policy)
 
     def call(self, x, memory=None, mask=None, memory_mask=None, training=None):
         attend = None if mask is None else ops.expand_dims(ops.cast(mask, "bool"), 1)  # (batch, 1, T): which keys
@@ -173,8 +181,8 @@ class TransformerBlock(keras.layers.Layer):
 
     def memory_cache(self, memory):
         """Cross-attention's keys and values of ``memory``, ``(batch, heads, T_mem, d)`` each: computed once per image."""
-        a = self.cross
-        return a._project(memory, a.W_k, a.b_k), a._project(memory, a.W_v, a.b_v)
+        a, c = self.cross, _caster(memory)
+        return a._project(memory, c(a.W_k), c(a.b_k)), a._project(memory, c(a.W_v), c(a.b_v))
 
     def step(self, x, cache=None, memory_cache=None):
         """Decode the new positions ``x (batch, t, d)`` given the keys and values of the positions
@@ -183,21 +191,23 @@ class TransformerBlock(keras.layers.Layer):
         Returns ``(output (batch, t, d), new cache)``: the same output :meth:`call` gives those
         positions on the whole sequence, without recomputing the earlier positions.
         """
-        a = self.self_attention
+        a, w = self.self_attention, _caster(x)  # outside call(), weights are not cast to the compute dtype for us
         normed = self.norm_self(x)
-        keys, values = a._project(normed, a.W_k, a.b_k), a._project(normed, a.W_v, a.b_v)
+        keys, values = a._project(normed, w(a.W_k), w(a.b_k)), a._project(normed, w(a.W_v), w(a.b_v))
         if cache is not None:
             keys, values = ops.concatenate([cache[0], keys], axis=2), ops.concatenate([cache[1], values], axis=2)
         t, total = ops.shape(x)[1], ops.shape(keys)[2]
         # the new position p (of t) sits at total - t + p and sees every key up to itself
         rows = ops.expand_dims(ops.arange(t) + (total - t), 1)
         mask = ops.greater_equal(rows, ops.expand_dims(ops.arange(total), 0)) if self.causal else None
-        heads, self.self_weights = scaled_dot_product_attention(a._project(normed, a.W_q, a.b_q), keys, values, mask)
-        x = x + ops.einsum("bhtk,hkd->btd", heads, a.W_o) + a.b_o
+        with warnings.catch_warnings():  # the first word has one key: Keras warns about a softmax over one number
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis -1 of a tensor of shape")
+            heads, self.self_weights = scaled_dot_product_attention(a._project(normed, w(a.W_q), w(a.b_q)), keys, values, mask)
+        x = x + ops.einsum("bhtk,hkd->btd", heads, w(a.W_o)) + w(a.b_o)
         if self.cross_attention:
             c = self.cross
-            heads, self.cross_weights = scaled_dot_product_attention(c._project(self.norm_cross(x), c.W_q, c.b_q), *memory_cache)
-            x = x + ops.einsum("bhtk,hkd->btd", heads, c.W_o) + c.b_o
+            heads, self.cross_weights = scaled_dot_product_attention(c._project(self.norm_cross(x), w(c.W_q), w(c.b_q)), *memory_cache)
+            x = x + ops.einsum("bhtk,hkd->btd", heads, w(c.W_o)) + w(c.b_o)
         return x + self.feed_forward(self.norm_ff(x)), (keys, values)
 
     def get_config(self):

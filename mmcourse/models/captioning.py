@@ -45,7 +45,10 @@ from keras import ops  # noqa: E402
 __all__ = [
     "FUSIONS",
     "CAPTION_LENGTH",
+    "DECODERS",
     "Captioner",
+    "CaptionLoss",
+    "grid_cells",
     "teacher_forcing_pairs",
     "greedy_decode",
     "beam_search",
@@ -71,8 +74,75 @@ def teacher_forcing_pairs(captions, vocabulary: Vocabulary) -> tuple[np.ndarray,
     return ids[:, :-1], ids[:, 1:]
 
 
+def grid_cells(encoder, channels: int, images, training=False):
+    """``(grid (batch, 64, C + 2), pooled (batch, C))``: the encoder's 8×8 grid of uint8 or [0, 1]
+    images (or grids ``(batch, 8, 8, C)`` it made beforehand), each cell followed by its
+    position (x, y), and the mean over the cells."""
+    x = ops.convert_to_tensor(images)
+    if x.shape[-1] == 3:  # images: run the encoder
+        grid = encoder(imageops.to_unit_tensor(x), training=training)["grid"]
+    elif tuple(x.shape[1:]) == (8, 8, channels):  # the encoder's grids, computed beforehand
+        grid = ops.cast(x, "float32")
+    else:
+        raise ValueError(f"expected images (n, 64, 64, 3) or encoder grids (n, 8, 8, {channels}), got shape {tuple(x.shape)}")
+    grid = ops.reshape(grid, (-1, 64, channels))
+    pooled = ops.mean(grid, axis=1)  # the encoder's "pooled" output: the mean over the 64 cells
+    # each cell also carries where it is, (x, y) in [−1, 1]: attention's weighted sum then
+    # says *where* the model looked, which "left of" and "above" need (convolution and
+    # pooling alone keep almost none of it)
+    where = ops.broadcast_to(ops.convert_to_tensor(GRID_POSITIONS)[None], (ops.shape(grid)[0], 64, 2))
+    return ops.concatenate([grid, where], axis=-1), pooled
+
+
+class CaptionLoss:
+    """Teacher forcing's masked word loss, shared by the GRU and Transformer captioners (a model
+    with ``fusion``, ``attention_weight`` and ``trackers``, whose ``call`` gives ``(logits, weights)``)."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The masked word loss (plus, for attention, the regulariser) of the *global* batch, in
+        float32, for Keras's ``fit``: ``y`` are the targets, ``y_pred`` what :meth:`call` gave."""
+        logits, weights = y_pred
+        terms = self.loss_terms(y, logits, weights)
+        self.trackers["word_loss"].update_state(terms["word_loss"])
+        self.trackers["word_accuracy"].update_state(terms["word_accuracy"])
+        return training_lib.replica_share(terms["loss"])
+
+    def loss_terms(self, targets, logits, weights) -> dict:
+        """``{"loss", "word_loss", "word_accuracy"}`` of a batch, in float32.
+
+        ``word_loss`` is the cross-entropy averaged over the real words (and ``<end>``) of the
+        batch, padding left out; ``loss`` adds ``λ · mean_i Σ_j (1 − Σ_t α_tij)² / 64`` for
+        attention. On several replicas the per-caption sums are gathered from every replica
+        first, so each replica returns the loss of the whole global batch (the same number as
+        on one device, whatever the captions' lengths on each replica).
+        """
+        logits, weights = training_lib.as_float32(logits, weights)
+        mask = ops.cast(ops.not_equal(targets, 0), "float32")
+        per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        correct = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(targets, "int64")), "float32")
+        columns = [ops.sum(per_word * mask, axis=1), ops.sum(correct * mask, axis=1), ops.sum(mask, axis=1)]
+        regularise = self.fusion == "attention" and bool(self.attention_weight)
+        if regularise:
+            seen = ops.sum(weights * mask[..., None], axis=1)  # Σ_t α_tj over real words
+            columns.append(ops.sum(ops.square(1.0 - seen), axis=-1))
+        sums = training_lib.gather_replicas(ops.stack(columns, axis=-1))  # (global batch, 3 or 4)
+        total = ops.sum(sums, axis=0)
+        word_loss, accuracy = total[0] / total[2], total[1] / total[2]
+        loss = word_loss
+        if regularise:
+            loss = loss + self.attention_weight * total[3] / ops.cast(ops.shape(sums)[0], "float32") / 64.0
+        return {"loss": loss, "word_loss": word_loss, "word_accuracy": accuracy}
+
+    def _loss_terms(self, images, words, targets, training=False):
+        """``(loss, word_loss, word_accuracy)`` of images, decoder inputs and targets (notebook 06)."""
+        logits, weights = self((images, words), training=training)
+        terms = self.loss_terms(targets, logits, weights)
+        return terms["loss"], terms["word_loss"], terms["word_accuracy"]
+
+
+
 @keras.saving.register_keras_serializable(package="mmcourse")
-class Captioner(keras.Model):
+class Captioner(CaptionLoss, keras.Model):
     """Image → caption. ``call((images, inputs))`` gives the logits ``(batch, T, vocab)`` and the
     attention weights ``(batch, T, 64)`` (zeros for ``inject`` and ``merge``).
 
@@ -87,6 +157,8 @@ class Captioner(keras.Model):
     ``call`` and :meth:`encode` take images ``(n, 64, 64, 3)`` or the encoder's grids ``(n, 8, 8,
     channels)`` computed beforehand (a frozen encoder's grids, once for the whole dataset).
     """
+
+    decoder = "gru"
 
     def __init__(self, vocab_size: int, *, fusion: str = "attention", channels: int = 64, embed_dim: int = 32,
                  units: int = 128, attention_units: int = 64, attention_weight: float = 0.1, looks: int = 2, **kwargs):
@@ -141,20 +213,7 @@ class Captioner(keras.Model):
         """``(grid (batch, 64, C + 2), pooled (batch, C), h_0 (batch, units))`` for uint8 or [0, 1]
         images, or for grids ``(batch, 8, 8, C)`` the encoder made beforehand; the last two
         numbers of each grid vector are the cell's position (x, y)."""
-        x = ops.convert_to_tensor(images)
-        if x.shape[-1] == 3:  # images: run the encoder
-            grid = self.encoder(imageops.to_unit_tensor(x), training=training)["grid"]
-        elif tuple(x.shape[1:]) == (8, 8, self.channels):  # the encoder's grids, computed beforehand
-            grid = ops.cast(x, "float32")
-        else:
-            raise ValueError(f"expected images (n, 64, 64, 3) or encoder grids (n, 8, 8, {self.channels}), got shape {tuple(x.shape)}")
-        grid = ops.reshape(grid, (-1, 64, self.channels))
-        pooled = ops.mean(grid, axis=1)  # the encoder's "pooled" output: the mean over the 64 cells
-        # each cell also carries where it is, (x, y) in [−1, 1]: attention's weighted sum then
-        # says *where* the model looked, which "left of" and "above" need (convolution and
-        # pooling alone keep almost none of it)
-        where = ops.broadcast_to(ops.convert_to_tensor(GRID_POSITIONS)[None], (ops.shape(grid)[0], 64, 2))
-        grid = ops.concatenate([grid, where], axis=-1)
+        grid, pooled = grid_cells(self.encoder, self.channels, images, training=training)
         return grid, pooled, self.init_state(pooled)
 
     def step(self, words, state, grid, pooled):
@@ -192,48 +251,6 @@ class Captioner(keras.Model):
         # half the time (gradients and results are the same as unrolling it)
         _, logits, weights = tf.scan(step, tf.transpose(ops.convert_to_tensor(words)), initializer=start)
         return ops.transpose(logits, (1, 0, 2)), ops.transpose(weights, (1, 0, 2))
-
-    # -- training
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The masked word loss (plus, for attention, the regulariser) of the *global* batch, in
-        float32, for Keras's ``fit``: ``y`` are the targets, ``y_pred`` what :meth:`call` gave."""
-        logits, weights = y_pred
-        terms = self.loss_terms(y, logits, weights)
-        self.trackers["word_loss"].update_state(terms["word_loss"])
-        self.trackers["word_accuracy"].update_state(terms["word_accuracy"])
-        return training_lib.replica_share(terms["loss"])
-
-    def loss_terms(self, targets, logits, weights) -> dict:
-        """``{"loss", "word_loss", "word_accuracy"}`` of a batch, in float32.
-
-        ``word_loss`` is the cross-entropy averaged over the real words (and ``<end>``) of the
-        batch, padding left out; ``loss`` adds ``λ · mean_i Σ_j (1 − Σ_t α_tij)² / 64`` for
-        attention. On several replicas the per-caption sums are gathered from every replica
-        first, so each replica returns the loss of the whole global batch (the same number as
-        on one device, whatever the captions' lengths on each replica).
-        """
-        logits, weights = training_lib.as_float32(logits, weights)
-        mask = ops.cast(ops.not_equal(targets, 0), "float32")
-        per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        correct = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(targets, "int64")), "float32")
-        columns = [ops.sum(per_word * mask, axis=1), ops.sum(correct * mask, axis=1), ops.sum(mask, axis=1)]
-        regularise = self.attention is not None and bool(self.attention_weight)
-        if regularise:
-            seen = ops.sum(weights * mask[..., None], axis=1)  # Σ_t α_tj over real words
-            columns.append(ops.sum(ops.square(1.0 - seen), axis=-1))
-        sums = training_lib.gather_replicas(ops.stack(columns, axis=-1))  # (global batch, 3 or 4)
-        total = ops.sum(sums, axis=0)
-        word_loss, accuracy = total[0] / total[2], total[1] / total[2]
-        loss = word_loss
-        if regularise:
-            loss = loss + self.attention_weight * total[3] / ops.cast(ops.shape(sums)[0], "float32") / 64.0
-        return {"loss": loss, "word_loss": word_loss, "word_accuracy": accuracy}
-
-    def _loss_terms(self, images, words, targets, training=False):
-        """``(loss, word_loss, word_accuracy)`` of images, decoder inputs and targets (notebook 06)."""
-        logits, weights = self((images, words), training=training)
-        terms = self.loss_terms(targets, logits, weights)
-        return terms["loss"], terms["word_loss"], terms["word_accuracy"]
 
     def get_config(self):
         config = super().get_config()
@@ -278,19 +295,21 @@ def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: 
     check_positive_int(beam_width, "beam_width")
     start, end = vocabulary.index("<start>"), vocabulary.index("<end>")
     grid, pooled, state = model.encode(np.asarray(image)[None])
-    beams = [(0.0, [start], ops.convert_to_numpy(state)[0], [])]  # (log p, tokens, state, attention maps)
+    # a state is a tensor (the GRU's) or a nest of them (the Transformer's caches): kept per beam
+    beams = [(0.0, [start], keras.tree.map_structure(lambda s: ops.convert_to_numpy(s)[0], state), [])]  # (log p, tokens, state, maps)
     finished = []
     for _ in range(max_words):
         k = len(beams)
         words = np.array([b[1][-1] for b in beams], np.int32)
-        states = np.stack([b[2] for b in beams])
+        states = keras.tree.map_structure(lambda *per_beam: np.stack(per_beam), *[b[2] for b in beams])
         logits, new_states, alpha = model.step(words, states, ops.repeat(grid, k, axis=0), ops.repeat(pooled, k, axis=0))
         log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
-        new_states, alpha = ops.convert_to_numpy(new_states), ops.convert_to_numpy(alpha)
+        new_states, alpha = keras.tree.map_structure(ops.convert_to_numpy, new_states), ops.convert_to_numpy(alpha)
         candidates = []
         for b, (score, tokens, _, maps) in enumerate(beams):
+            beam_state = keras.tree.map_structure(lambda s, b=b: s[b], new_states)
             for w in np.argsort(-log_probs[b])[:beam_width]:
-                candidates.append((score + float(log_probs[b, w]), tokens + [int(w)], new_states[b], maps + [alpha[b]]))
+                candidates.append((score + float(log_probs[b, w]), tokens + [int(w)], beam_state, maps + [alpha[b]]))
         candidates.sort(key=lambda c: -c[0])
         beams = []
         for candidate in candidates[:beam_width]:
@@ -330,9 +349,15 @@ def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int
     return pipeline.batches(len(images), gather, batch_size=batch_size, epochs=epochs, seed=seed)
 
 
+DECODERS = ("gru", "transformer")
+
+
 def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "attention", epochs: int = 6, batch_size: int = 64,
-                    learning_rate: float = 3e-3, seed: int = 0, progress: bool = True, encoder: keras.Model | None = None, **model_args):
-    """Build and train a :class:`Captioner` by teacher forcing. Returns ``(model, history, seconds)``.
+                    learning_rate: float = 3e-3, seed: int = 0, progress: bool = True, encoder: keras.Model | None = None,
+                    decoder: str = "gru", **model_args):
+    """Build and train a :class:`Captioner` (``decoder="gru"``, with ``fusion``) or a
+    :class:`~mmcourse.models.transformer_captioner.TransformerCaptioner` (``decoder="transformer"``)
+    by teacher forcing. Returns ``(model, history, seconds)``.
 
     With ``encoder`` (a pre-trained image encoder, e.g. from
     :func:`mmcourse.models.vision.pretrain_image_encoder`) the captioner takes its weights and
@@ -347,8 +372,15 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     seed = check_seed(seed)
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
     with device.strategy().scope(), training_lib.seeded(seed):
-        model = Captioner(len(vocabulary), fusion=fusion, **model_args)  # built where it is made
+        if decoder == "transformer":
+            from mmcourse.models.transformer_captioner import TransformerCaptioner
+
+            model = TransformerCaptioner(len(vocabulary), **model_args)  # built where it is made
+        else:
+            model = Captioner(len(vocabulary), fusion=fusion, **model_args)
         steps = -(-len(images) // batch_size) * epochs
         # the step size falls along a half cosine, η₀ · ½(1 + cos(π s / S)): big steps first, then the weights settle
         training_lib.compile(model, keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
@@ -363,7 +395,7 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     if progress:
         from tqdm.keras import TqdmCallback
 
-        callbacks.append(TqdmCallback(verbose=0, desc=f"train {fusion} captioner"))
+        callbacks.append(TqdmCallback(verbose=0, desc=f"train {'transformer' if decoder == 'transformer' else fusion} captioner"))
     # the stream shuffles itself, every pass in its own order
     history = model.fit(data, epochs=epochs, steps_per_epoch=-(-len(images) // batch_size), verbose=0, callbacks=callbacks, shuffle=False)
     return model, history.history, time.perf_counter() - start

@@ -1,0 +1,136 @@
+"""The Transformer captioner: decoding with the key-value cache equals recomputing, the same
+training in float32, mixed precision and on two replicas, decoding, saving and loading."""
+
+import numpy as np
+import pytest
+
+import keras
+from mmcourse import device, training
+from mmcourse.data import shapes
+from mmcourse.models import captioning as C
+from mmcourse.models import vision
+from mmcourse.models.transformer_captioner import TransformerCaptioner
+
+SIZES = dict(channels=8, d_model=16, num_heads=2, layers=2, hidden=32)
+EPOCHS, BATCH, WORDS = 2, 16, 8
+
+
+class StepLosses(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["loss"]))
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return shapes.caption_vocabulary()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return shapes.generate(48, seed=11)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    with training.seeded(5):
+        return vision.build_image_encoder(channels=SIZES["channels"])
+
+
+def fit(data, vocab, encoder, precision="float32", cpu_replicas=None):
+    """As the GRU captioner's test: built in the strategy's scope from a seed, the encoder frozen,
+    plain SGD (its step is proportional to the gradient, so a wrongly scaled gradient shows)."""
+    steps = StepLosses()
+    grids = vision.encode(encoder, data.images, output="grid")
+    stream = C.caption_dataset(grids, data.captions, vocab, batch_size=BATCH, seed=0, epochs=EPOCHS)
+    stream = stream.map(lambda x, y: ((x[0], x[1][:, :WORDS]), y[:, :WORDS]))
+    with device.use(precision, cpu_replicas) as run:
+        with run.strategy.scope(), training.seeded(0):
+            model = TransformerCaptioner(len(vocab), **SIZES)
+            model.encoder.set_weights(encoder.get_weights())
+            model.encoder.trainable = False
+            training.compile(model, keras.optimizers.SGD(0.3))
+        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
+    return model, history.history, steps, run
+
+
+@pytest.fixture(scope="module")
+def float32_run(data, vocab, encoder):
+    return fit(data, vocab, encoder)
+
+
+@pytest.fixture(scope="module")
+def model(float32_run):
+    return float32_run[0]
+
+
+def test_it_trains_and_gives_logits_and_cross_attention(float32_run, vocab, data):
+    model, history, _, _ = float32_run
+    assert history["loss"][-1] < history["loss"][0]
+    inputs, _ = C.teacher_forcing_pairs([c[0] for c in data.captions[:3]], vocab)
+    logits, weights = model((data.images[:3], inputs))
+    assert logits.shape == (3, inputs.shape[1], len(vocab)) and logits.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-5)
+    assert (model.fusion, model.decoder) == ("attention", "transformer")
+
+
+def test_the_key_value_cache_gives_the_logits_of_recomputing_every_position(model, vocab, data):
+    memory, pooled, state = model.encode(data.images[:4])
+    words = np.full(4, vocab.index("<start>"), np.int32)
+    so_far = words[:, None]
+    for _ in range(6):
+        cached, state, _ = model.step(words, state, memory, pooled)
+        recomputed = model.step_without_cache(so_far, memory)
+        np.testing.assert_allclose(np.asarray(cached), np.asarray(recomputed), atol=1e-4)
+        words = np.asarray(keras.ops.argmax(cached, axis=-1)).astype(np.int32)
+        so_far = np.concatenate([so_far, words[:, None]], axis=1)
+    # and the step-by-step logits are those of the teacher-forced call on the same words
+    logits, _ = model((data.images[:4], so_far[:, :-1]))
+    np.testing.assert_allclose(np.asarray(logits)[:, -1], np.asarray(cached), atol=1e-4)
+
+
+def test_mixed_precision_trains_like_float32(float32_run, data, vocab, encoder, tmp_path):
+    """float16 compute, float32 logits and loss: the per-step losses agree up to float16 rounding
+    (atol 0.02 on losses about 3.3)."""
+    _, expected, expected_steps, _ = float32_run
+    model, history, steps, run = fit(data, vocab, encoder, precision="mixed")
+    assert run.precision == "mixed_float16" and isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    np.testing.assert_allclose(steps.losses, expected_steps.losses, atol=0.02)
+    C.save(model, vocab, tmp_path)
+    loaded, _ = C.load(tmp_path)
+    assert loaded.dtype_policy.name == loaded.blocks[0].dtype_policy.name == "mixed_float16"
+    assert loaded.classifier.dtype_policy.name == "float32"
+    assert C.greedy_decode(loaded, data.images[:4], vocab)[0] == C.greedy_decode(model, data.images[:4], vocab)[0]
+
+
+def test_two_replicas_train_like_one_device(float32_run, data, vocab, encoder):
+    _, expected, expected_steps, _ = float32_run
+    model, history, steps, run = fit(data, vocab, encoder, cpu_replicas=2)
+    assert run.replicas == 2
+    np.testing.assert_allclose(steps.losses, expected_steps.losses, rtol=1e-5)
+    for key in ("loss", "word_loss", "word_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+def test_greedy_and_beam_decoding_and_saving(model, vocab, data, tmp_path):
+    captions, maps = C.greedy_decode(model, data.images[:4], vocab)
+    for caption, m in zip(captions, maps):
+        assert m.shape == (min(len(caption.split()) + 1, C.CAPTION_LENGTH - 1), 8, 8)
+    for i in range(4):
+        caption, _, greedy_lp = C.beam_search(model, data.images[i], vocab, beam_width=1)
+        assert caption == captions[i]
+        assert C.beam_search(model, data.images[i], vocab, beam_width=3)[2] >= greedy_lp - 1e-5
+    C.save(model, vocab, tmp_path)
+    loaded, _ = C.load(tmp_path)
+    assert isinstance(loaded, TransformerCaptioner) and loaded.get_config()["layers"] == 2
+    assert C.greedy_decode(loaded, data.images[:4], vocab)[0] == captions
+
+
+def test_bad_arguments(vocab, data):
+    with pytest.raises(ValueError, match="multiple of num_heads=3"):
+        TransformerCaptioner(len(vocab), d_model=16, num_heads=3)
+    with pytest.raises(ValueError, match="decoder must be one of gru, transformer"):
+        C.train_captioner(data.images[:4], data.captions[:4], vocab, decoder="lstm")
