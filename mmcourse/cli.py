@@ -8,7 +8,7 @@
                                           files and DIR/metrics.json (one schema: data/README.md)
         TARGET: embeddings --corpus {shapes,lee} [--epochs N] [--dim D]
                 vae [--conditional]
-                captioner [--fusion inject|merge|attention]
+                captioner [--fusion inject|merge|attention] [--decoder gru|transformer]
                 retrieval
                 vqa [--fusion early|late|product|film|attention]
                 judge                     (the scene reader that judges drawings; evaluates, not a course model)
@@ -137,8 +137,9 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_captioner(args: argparse.Namespace) -> int:
-    m = _train(args, "captioning", fusion=args.fusion)
-    print(f"{m['fusion']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
+    m = _train(args, "captioning", fusion=args.fusion, decoder=args.decoder)
+    kind = "transformer" if m["decoder"] == "transformer" else m["fusion"]
+    print(f"{kind} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
     print(f"on {m['test_images']:,} fresh test images: BLEU-4 {m['bleu4']:.1f} · exact match {m['exact_match']:.3f} · "
           f"hallucination rate {m['hallucination_rate']:.3f}")
     print(f"metrics in {args.out / 'metrics.json'}")
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_target(train_sub, "gan", "a GAN (spectral norm, hinge loss) drawing single-object Shapes images, judged", _cmd_train_gan)
     captioner = _add_train_target(train_sub, "captioner", "the attention captioner on Shapes images; metrics on a fresh test split", _cmd_train_captioner)
     captioner.add_argument("--fusion", choices=["inject", "merge", "attention"], default="attention", help="how image and words meet (default attention)")
+    captioner.add_argument("--decoder", choices=["gru", "transformer"], default="gru",
+                           help="gru: the GRU decoder (with --fusion); transformer: self- and cross-attention blocks (default gru)")
 
     _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
 

@@ -134,3 +134,30 @@ def test_bad_arguments(vocab, data):
         TransformerCaptioner(len(vocab), d_model=16, num_heads=3)
     with pytest.raises(ValueError, match="decoder must be one of gru, transformer"):
         C.train_captioner(data.images[:4], data.captions[:4], vocab, decoder="lstm")
+
+
+def test_the_train_command_and_the_caption_command_take_the_transformer(tmp_path, monkeypatch, capsys):
+    """`mmcourse train captioner --decoder transformer` on a tiny budget writes a model that
+    `mmcourse caption` reads, with the exact match metrics.json reports on its test split."""
+    import dataclasses
+
+    from PIL import Image
+
+    from mmcourse import artifacts, config
+    from mmcourse.cli import main
+
+    monkeypatch.setattr(C, "TRAIN_SIZES", {"quick": (32, 1, 32, 1), "full": (32, 1, 32, 1)})
+    monkeypatch.setitem(config.PROFILES, "quick", dataclasses.replace(config.PROFILES["quick"], n_test=16))
+    out = tmp_path / "model"
+    assert main(["train", "captioner", "--decoder", "transformer", "--profile", "quick", "--seed", "2", "--out", str(out)]) == 0
+    assert "transformer captioner in" in capsys.readouterr().out
+    saved = artifacts.read_metrics(out)
+    assert (saved["decoder"], saved["fusion"], saved["test_images"]) == ("transformer", "attention", 16) and "grounding" in saved
+    model, vocab = C.load(out)
+    assert isinstance(model, TransformerCaptioner) and model.get_config()["d_model"] == C.TRANSFORMER_SIZES["d_model"]
+    test = shapes.generate(16, seed=(2, 2))
+    assert C.evaluate(model, test, vocab)["exact_match"] == saved["exact_match"]
+    Image.fromarray(test.images[0]).save(tmp_path / "scene.png")
+    assert main(["caption", "--model", str(out), str(tmp_path / "scene.png")]) == 0
+    path, caption = capsys.readouterr().out.strip().split("\t")
+    assert path.endswith("scene.png") and caption == C.greedy_decode(model, test.images[:1], vocab)[0][0]

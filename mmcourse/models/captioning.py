@@ -328,6 +328,8 @@ TRAIN_SIZES = {"quick": (2_000, 10, 2_000, 3), "full": (12_000, 20, 6_000, 4)}
 ATTENTION_WEIGHT = 0.0  # λ of the shipped captioner (notebook 06, exercise 1, measures λ = 0.1)
 BATCH_SIZE, LEARNING_RATE = 128, 5e-3  # of `mmcourse train captioner`: big batches keep the CPU busy
 MODEL_FILE, VOCABULARY_FILE = "captioner.keras", "vocabulary.json"
+#: The Transformer of `mmcourse train captioner --decoder transformer` (about 140,000 weights besides the encoder's)
+TRANSFORMER_SIZES = {"d_model": 64, "num_heads": 4, "layers": 2, "hidden": 128}
 
 
 def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0, epochs: int = 1):
@@ -439,9 +441,10 @@ def load(folder=None) -> tuple[Captioner, Vocabulary]:
 
 
 def train_command(out, *, profile: str | None = None, seed: int = 0, precision: str = "auto", cpu_replicas: int | None = None,
-                  progress: bool = True, fusion: str = "attention") -> dict:
+                  progress: bool = True, fusion: str = "attention", decoder: str = "gru") -> dict:
     """What ``mmcourse train captioner`` does: pre-train the image encoder on dense cell labels,
-    freeze it, train a decoder on its grids (attention fusion by default), measure the captioner
+    freeze it, train a decoder on its grids (a GRU with attention fusion by default, or a
+    Transformer with ``decoder="transformer"``: :data:`TRANSFORMER_SIZES`), measure the captioner
     on a freshly generated test split, and write the model, its vocabulary and ``metrics.json``
     (``train_seconds`` counts both stages). Returns what ``metrics.json`` holds.
 
@@ -449,6 +452,8 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
     chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
     n, epochs, n_encoder, encoder_epochs = TRAIN_SIZES[chosen.name]
     with device.use(precision, cpu_replicas) as run:
@@ -456,12 +461,13 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         train = shapes.generate(n, seed=(seed, 1))
         test = shapes.generate(chosen.n_test, seed=(seed, 2))
         vocabulary = shapes.caption_vocabulary()
-        model, history, seconds = train_captioner(train.images, train.captions, vocabulary, fusion=fusion, epochs=epochs, seed=seed,
-                                                  encoder=encoder, attention_weight=ATTENTION_WEIGHT, batch_size=BATCH_SIZE,
-                                                  learning_rate=LEARNING_RATE, progress=progress)
+        shape = dict(TRANSFORMER_SIZES) if decoder == "transformer" else dict(fusion=fusion, attention_weight=ATTENTION_WEIGHT)
+        model, history, seconds = train_captioner(train.images, train.captions, vocabulary, epochs=epochs, seed=seed, encoder=encoder,
+                                                  batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, progress=progress, decoder=decoder,
+                                                  **shape)
         scores = evaluate(model, test, vocabulary)
     save(model, vocabulary, out)
-    metrics = {"fusion": model.fusion, "looks": model.looks, "train_images": n, "epochs": epochs, "encoder_images": n_encoder,
+    metrics = {"decoder": model.decoder, "fusion": model.fusion, "looks": model.looks, "train_images": n, "epochs": epochs, "encoder_images": n_encoder,
                "encoder_epochs": encoder_epochs, "batch_size": BATCH_SIZE, "test_images": len(test), "encoder_seconds": encoder_seconds,
                "decoder_seconds": seconds, "final_loss": float(history["loss"][-1]), "final_word_loss": float(history["word_loss"][-1])}
     metrics.update({k: v for k, v in scores.items() if k not in ("captions", "attention")})
