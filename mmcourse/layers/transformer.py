@@ -66,8 +66,9 @@ class PositionalEmbedding(keras.layers.Layer):
     word at a time (the word at step t is at position t).
     """
 
-    def __init__(self, max_length: int, kind: str = "sinusoidal", **kwargs):
+    def __init__(self, max_length: int, kind: str = "sinusoidal", stddev: float = 0.02, **kwargs):
         super().__init__(**kwargs)
+        self.stddev = float(stddev)  # of a learned table's initial values
         if kind not in ("sinusoidal", "learned"):
             raise ValueError(f"kind must be 'sinusoidal' or 'learned', got {kind!r}")
         self.max_length, self.kind = check_positive_int(max_length, "max_length"), kind
@@ -77,7 +78,7 @@ class PositionalEmbedding(keras.layers.Layer):
         dim = input_shape[-1]
         if self.kind == "learned":
             self.table = self.add_weight(name="positions", shape=(self.max_length, dim),
-                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+                                         initializer=keras.initializers.RandomNormal(stddev=self.stddev))
         else:  # a constant, not a weight: nothing to train or save
             self.table = ops.convert_to_tensor(sinusoidal_positions(self.max_length, dim))
 
@@ -90,7 +91,7 @@ class PositionalEmbedding(keras.layers.Layer):
         return mask
 
     def get_config(self):
-        return {**super().get_config(), "max_length": self.max_length, "kind": self.kind}
+        return {**super().get_config(), "max_length": self.max_length, "kind": self.kind, "stddev": self.stddev}
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")

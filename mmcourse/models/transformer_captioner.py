@@ -64,9 +64,10 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         policy = self.dtype_policy
         self.encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
         self.image_tokens = keras.layers.Dense(self.d_model, dtype=policy, name="image_tokens")
-        self.image_positions = PositionalEmbedding(64, kind="learned", dtype=policy, name="image_positions")
+        self.image_positions = PositionalEmbedding(64, kind="learned", stddev=1.0, dtype=policy, name="image_positions")
         self.image_blocks = [TransformerBlock(num_heads, hidden, dropout=dropout, dtype=policy, name=f"image_block_{i}")
                              for i in range(self.encoder_layers)]
+        self.image_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="image_norm")
         self.embedding = keras.layers.Embedding(self.vocab_size, self.d_model, dtype=policy, name="word_vectors")
         self.word_positions = PositionalEmbedding(CAPTION_LENGTH, kind=positions, dtype=policy, name="word_positions")
         self.blocks = [TransformerBlock(num_heads, hidden, causal=True, cross_attention=True, dropout=dropout, dtype=policy,
@@ -85,6 +86,7 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         self.image_positions.build(tokens)
         for block in self.image_blocks:
             block.build(tokens)
+        self.image_norm.build(tokens)
         self.embedding.build((None, None))
         self.word_positions.build(words)
         for block in self.blocks:
@@ -99,7 +101,7 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         x = self.image_positions(self.image_tokens(grid))
         for block in self.image_blocks:
             x = block(x, training=training)
-        return x, pooled
+        return self.image_norm(x), pooled  # normalised, as the words are before they meet it
 
     def _embed(self, words, start=0):
         x = self.embedding(ops.cast(words, "int32")) * ops.cast(np.sqrt(self.d_model), self.compute_dtype)
