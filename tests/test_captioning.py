@@ -49,22 +49,23 @@ def encoder():
         return vision.build_image_encoder(channels=SIZES["channels"])
 
 
-def fit(data, vocab, encoder, precision="float32", cpu_replicas=None):
+def fit(data, vocab, encoder, precision="float32", cpu_replicas=None, build=None, learning_rate=1.0):
     """The decoder built and compiled as ``train_captioner`` does it (in ``device.use``'s strategy
     scope, from a seed, on the frozen encoder's grids), trained with plain SGD (learning rate 1):
     its step is proportional to the gradient, so a gradient twice or half what it should be
     changes the steps (Adam's step is nearly the same for a gradient of any scale: it would
-    hide that). ``train_captioner`` itself runs in the command test."""
+    hide that). ``train_captioner`` itself runs in the command test. ``build(vocab)`` makes
+    another captioner (the Transformer's test reuses this)."""
     steps = StepLosses()
     grids = vision.encode(encoder, data.images, output="grid")
     stream = C.caption_dataset(grids, data.captions, vocab, batch_size=BATCH, seed=0, epochs=EPOCHS)
     stream = stream.map(lambda x, y: ((x[0], x[1][:, :WORDS]), y[:, :WORDS]))
     with device.use(precision, cpu_replicas) as run:
         with run.strategy.scope(), training.seeded(0):
-            model = C.Captioner(len(vocab), **SIZES)
+            model = build(vocab) if build else C.Captioner(len(vocab), **SIZES)
             model.encoder.set_weights(encoder.get_weights())
             model.encoder.trainable = False
-            training.compile(model, keras.optimizers.SGD(1.0))
+            training.compile(model, keras.optimizers.SGD(learning_rate))
         history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
     return model, history.history, steps, run
 

@@ -5,23 +5,15 @@ import numpy as np
 import pytest
 
 import keras
-from mmcourse import device, training
+from mmcourse import training
 from mmcourse.data import shapes
 from mmcourse.models import captioning as C
 from mmcourse.models import vision
 from mmcourse.models.transformer_captioner import TransformerCaptioner
 
+from test_captioning import fit as fit_captioner  # tests/ is on sys.path: the GRU captioner's training helper
+
 SIZES = dict(channels=8, d_model=16, num_heads=2, layers=2, hidden=32)
-EPOCHS, BATCH, WORDS = 2, 16, 8
-
-
-class StepLosses(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.losses = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.losses.append(float(logs["loss"]))
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +33,9 @@ def encoder():
 
 
 def fit(data, vocab, encoder, precision="float32", cpu_replicas=None):
-    """As the GRU captioner's test: built in the strategy's scope from a seed, the encoder frozen,
-    plain SGD (its step is proportional to the gradient, so a wrongly scaled gradient shows)."""
-    steps = StepLosses()
-    grids = vision.encode(encoder, data.images, output="grid")
-    stream = C.caption_dataset(grids, data.captions, vocab, batch_size=BATCH, seed=0, epochs=EPOCHS)
-    stream = stream.map(lambda x, y: ((x[0], x[1][:, :WORDS]), y[:, :WORDS]))
-    with device.use(precision, cpu_replicas) as run:
-        with run.strategy.scope(), training.seeded(0):
-            model = TransformerCaptioner(len(vocab), **SIZES)
-            model.encoder.set_weights(encoder.get_weights())
-            model.encoder.trainable = False
-            training.compile(model, keras.optimizers.SGD(0.3))
-        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=-(-len(data) // BATCH), verbose=0, shuffle=False, callbacks=[steps])
-    return model, history.history, steps, run
+    """The GRU captioner's test training (6 plain-SGD steps on a frozen encoder's grids), on this model."""
+    return fit_captioner(data, vocab, encoder, precision, cpu_replicas, build=lambda v: TransformerCaptioner(len(v), **SIZES),
+                         learning_rate=0.3)
 
 
 @pytest.fixture(scope="module")
