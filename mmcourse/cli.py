@@ -74,9 +74,10 @@ def _cmd_student(args: argparse.Namespace) -> int:
 
 def _cmd_slides(args: argparse.Namespace) -> int:
     from mmcourse import slides
+    from mmcourse.runner import find_notebooks
 
     if args.tag:
-        for path in slides.find(args.notebooks):
+        for path in find_notebooks(args.notebooks):
             counts, changed = slides.tag_notebook(path)
             print(f"{path}  {counts['slide']} slides, {counts['subslide']} sub-slides, {counts['skip']} cells skipped"
                   f"{'' if changed else ' (unchanged)'}")

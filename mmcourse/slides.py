@@ -45,7 +45,7 @@ from pathlib import Path
 
 from mmcourse.student import SOLUTION
 
-__all__ = ["MAX_LINES", "slide_types", "tag_notebook", "find", "write_slides", "count_slides", "slides_html"]
+__all__ = ["MAX_LINES", "slide_types", "tag_notebook", "write_slides", "count_slides", "slides_html"]
 
 MAX_LINES = 20  # about what one 960×700 reveal.js slide shows at the notebooks' font size
 LINE_WIDTH = 75  # characters of markdown per line on a slide
@@ -121,8 +121,8 @@ def _dumps(notebook: dict) -> str:
 
 def tag_notebook(path) -> tuple[dict[str, int], bool]:
     """Write the slide types into the notebook at ``path`` in place, and :data:`RISE`'s settings
-    into its metadata; nothing else in the file changes (outputs, ids, sources: byte for byte). Returns how many cells have each type and
-    whether the file changed."""
+    into its metadata; nothing else in the file changes (outputs, ids, sources: byte for byte).
+    Returns how many cells have each type and whether the file changed."""
     path = Path(path)
     raw, notebook = _load(path)
     if _dumps(notebook) != raw:  # would reformat the whole file: refuse instead
@@ -136,14 +136,6 @@ def tag_notebook(path) -> tuple[dict[str, int], bool]:
     if changed:
         path.write_text(text, encoding="utf-8")
     return {kind: types.count(kind) for kind in ("slide", "subslide", "skip", "-")}, changed
-
-
-def find(notebooks=None) -> list[Path]:
-    """The notebooks named (files or folders); by default the course's chapters,
-    ``notebooks/NN_*.ipynb`` (not the demo app)."""
-    from mmcourse.runner import find_notebooks
-
-    return find_notebooks(list(map(str, notebooks or [])))
 
 
 def count_slides(notebook) -> int:
@@ -239,7 +231,9 @@ def write_slides(notebooks=None, out="slides") -> list[tuple[Path, int]]:
     """Write ``out/<name>.slides.html`` for each notebook (default: the course's), with the
     reveal.js and MathJax they load copied into ``out``. Returns each path written, with how
     many slides it holds."""
-    paths = find(notebooks)
+    from mmcourse.runner import find_notebooks
+
+    paths = find_notebooks(list(map(str, notebooks or [])))  # default: the chapters, not the demo app
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in (REVEAL, MATHJAX):

@@ -87,9 +87,6 @@ class PositionalEmbedding(keras.layers.Layer):
         positions = ops.slice(ops.cast(self.table, x.dtype), (start, 0), (length, ops.shape(self.table)[1]))
         return x + positions
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length, "kind": self.kind, "stddev": self.stddev}
 

@@ -140,7 +140,6 @@ class CaptionLoss:
         return terms["loss"], terms["word_loss"], terms["word_accuracy"]
 
 
-
 @keras.saving.register_keras_serializable(package="mmcourse")
 class Captioner(CaptionLoss, keras.Model):
     """Image → caption. ``call((images, inputs))`` gives the logits ``(batch, T, vocab)`` and the

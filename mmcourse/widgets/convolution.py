@@ -68,7 +68,7 @@ class ConvolutionPlayground:
     def kernel(self):
         """The 3×3 kernel the sliders now hold: the named kernel exactly while they show it."""
         named = imageops.KERNELS.get(self.kernel_name.value)
-        return named if named is not None and self._shows(named) else self._slider_values()
+        return named.copy() if named is not None and self._shows(named) else self._slider_values()
 
     def _slider_values(self):
         return np.array([[s.value for s in row] for row in self.sliders], np.float32)
