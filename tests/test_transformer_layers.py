@@ -10,7 +10,13 @@ from mmcourse._tf import tensorflow
 tensorflow()
 import keras  # noqa: E402
 
-from mmcourse.layers.transformer import FeedForward, PositionalEmbedding, TransformerBlock, sinusoidal_positions  # noqa: E402
+from mmcourse.layers.transformer import (  # noqa: E402
+    FeedForward,
+    PositionalEmbedding,
+    TransformerBlock,
+    sinusoidal_positions,
+    sinusoidal_positions_2d,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -24,6 +30,22 @@ def test_sinusoidal_positions_follow_the_formula_entry_by_entry():
             assert table[p, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-6)
     # odd widths keep the last sine column
     assert sinusoidal_positions(4, 5).shape == (4, 5)
+
+
+def test_the_2d_table_gives_half_the_features_to_the_column_and_half_to_the_row():
+    table = sinusoidal_positions_2d(8, 16)  # 64 tokens of an 8x8 grid, read row by row
+    for row, column in ((0, 0), (0, 5), (3, 1), (7, 7)):
+        token = table[row * 8 + column]
+        for i in range(4):  # the column's sines and cosines, then the row's, each from the 1-D formula
+            for half, p in ((0, column), (8, row)):
+                angle = p / 10000 ** (2 * i / 8)
+                assert token[half + 2 * i] == pytest.approx(np.sin(angle), abs=1e-6)
+                assert token[half + 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-6)
+    layer = PositionalEmbedding(64, kind="sinusoidal_2d")
+    x = RNG.normal(size=(2, 64, 16)).astype(np.float32)
+    assert np.allclose(np.asarray(layer(x)), x + table, atol=1e-6) and not layer.trainable_weights
+    with pytest.raises(ValueError, match="square"):
+        PositionalEmbedding(60, kind="sinusoidal_2d")
 
 
 @pytest.mark.parametrize("kind", ["sinusoidal", "learned"])

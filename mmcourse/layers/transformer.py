@@ -4,7 +4,9 @@ Positional encodings (Vaswani et al., 2017), sinusoidal::
 
     PE[p, 2i] = sin(p / 10000^(2i/d)),   PE[p, 2i+1] = cos(p / 10000^(2i/d))
 
-or learned (one trained vector per position, as in BERT and ViT).
+or learned (one trained vector per position, as in BERT and ViT). On a square grid of image
+tokens, ``sinusoidal_2d`` gives half the features to the column and half to the row (each the
+1-D table above), so every token carries its (x, y) in a form attention can compare.
 
 The pre-LayerNorm block (Xiong et al., 2020; GPT-2, ViT), for a decoder with cross-attention::
 
@@ -36,7 +38,7 @@ from keras import ops  # noqa: E402
 
 from mmcourse.layers.attention import MultiHeadAttention, scaled_dot_product_attention  # noqa: E402
 
-__all__ = ["sinusoidal_positions", "PositionalEmbedding", "FeedForward", "TransformerBlock"]
+__all__ = ["sinusoidal_positions", "sinusoidal_positions_2d", "PositionalEmbedding", "FeedForward", "TransformerBlock"]
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -49,9 +51,19 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)
 
 
+def sinusoidal_positions_2d(side: int, dim: int) -> np.ndarray:
+    """``(side², dim)`` float32 for a ``side × side`` grid read row by row: the first ``dim // 2``
+    features are the 1-D table of the column, the rest that of the row."""
+    columns, rows = sinusoidal_positions(side, dim // 2), sinusoidal_positions(side, dim - dim // 2)
+    return np.concatenate([np.tile(columns, (side, 1)), np.repeat(rows, side, axis=0)], axis=1)
+
+
 def _caster(x):
     """Casts a weight to ``x``'s dtype (float16 under mixed precision)."""
     return lambda weight: ops.cast(weight, x.dtype)
+
+
+KINDS = ("sinusoidal", "sinusoidal_2d", "learned")  # of PositionalEmbedding
 
 
 @keras.saving.register_keras_serializable(package="mmcourse")
@@ -60,7 +72,8 @@ class PositionalEmbedding(keras.layers.Layer):
 
     Args:
         max_length: the most positions it encodes.
-        kind: ``"sinusoidal"`` (fixed, the formula above) or ``"learned"`` (a trained table).
+        kind: ``"sinusoidal"`` (fixed, the formula above), ``"sinusoidal_2d"`` (fixed, for a square
+            grid of ``max_length`` tokens read row by row) or ``"learned"`` (a trained table).
 
     Call: ``(x (batch, T, d), start=0)``; ``start`` offsets the positions, for decoding one
     word at a time (the word at step t is at position t).
@@ -69,9 +82,11 @@ class PositionalEmbedding(keras.layers.Layer):
     def __init__(self, max_length: int, kind: str = "sinusoidal", stddev: float = 0.02, **kwargs):
         super().__init__(**kwargs)
         self.stddev = float(stddev)  # of a learned table's initial values
-        if kind not in ("sinusoidal", "learned"):
-            raise ValueError(f"kind must be 'sinusoidal' or 'learned', got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
         self.max_length, self.kind = check_positive_int(max_length, "max_length"), kind
+        if kind == "sinusoidal_2d" and round(self.max_length ** 0.5) ** 2 != self.max_length:
+            raise ValueError(f"sinusoidal_2d needs a square grid: max_length={max_length} is not a square number")
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -79,7 +94,9 @@ class PositionalEmbedding(keras.layers.Layer):
         if self.kind == "learned":
             self.table = self.add_weight(name="positions", shape=(self.max_length, dim),
                                          initializer=keras.initializers.RandomNormal(stddev=self.stddev))
-        else:  # a constant, not a weight: nothing to train or save
+        elif self.kind == "sinusoidal_2d":  # constants, not weights: nothing to train or save
+            self.table = ops.convert_to_tensor(sinusoidal_positions_2d(round(self.max_length ** 0.5), dim))
+        else:
             self.table = ops.convert_to_tensor(sinusoidal_positions(self.max_length, dim))
 
     def call(self, x, start=0):

@@ -1,8 +1,13 @@
 """A Transformer captioner: image tokens → a decoder with masked self-attention and cross-attention.
 
 The image encoder is the GRU captioner's (notebook 02's CNN, its 8×8 grid, each cell with its
-(x, y)); a linear map makes each of the 64 cells a token of width ``d_model`` with a learned
-position, optionally followed by ``encoder_layers`` self-attention blocks. The decoder embeds
+(x, y)); a linear map makes each of the 64 cells a token of width ``d_model``, optionally
+followed by ``encoder_layers`` self-attention blocks, then a LayerNorm. Each token's place
+is added *after* that norm as a fixed 2-D sinusoidal code (half the features the column, half
+the row: ``image_positions="sinusoidal_2d"``), so every token carries a clean, comparable
+(x, y): naming "left of" or "above" is comparing two places. With a learned table added
+before the norm instead (``"learned"``) the same decoder named the objects right but the
+relation often wrong (exact match 0.69 against 0.995 on 12,000 images in 12 epochs). The decoder embeds
 the words, adds their positions (sinusoidal or learned) and runs ``layers`` pre-LayerNorm blocks,
 each attending causally over the words so far and then over the image tokens
 (:class:`mmcourse.layers.transformer.TransformerBlock`). Training is the GRU captioner's teacher
@@ -46,17 +51,23 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         layers: decoder blocks; encoder_layers: self-attention blocks over the image tokens first.
         hidden: the feed-forward width; dropout: on each sub-layer's output.
         positions: the words' positions, ``"sinusoidal"`` or ``"learned"``.
+        image_positions: the image tokens' positions, ``"sinusoidal_2d"`` (fixed, after the
+            image's LayerNorm) or ``"learned"`` (a trained table, before it).
     """
 
     decoder = "transformer"
 
     def __init__(self, vocab_size: int, *, channels: int = 64, d_model: int = 64, num_heads: int = 4, layers: int = 2,
-                 encoder_layers: int = 0, hidden: int = 128, dropout: float = 0.0, positions: str = "learned", **kwargs):
+                 encoder_layers: int = 0, hidden: int = 128, dropout: float = 0.0, positions: str = "learned",
+                 image_positions: str = "sinusoidal_2d", **kwargs):
         super().__init__(**kwargs)
         check_positive_int(vocab_size, "vocab_size (the vocabulary's length)", minimum=5)
         self.vocab_size, self.channels, self.d_model = int(vocab_size), int(channels), check_positive_int(d_model, "d_model")
         self.num_heads, self.n_layers = check_positive_int(num_heads, "num_heads"), check_positive_int(layers, "layers")
         self.encoder_layers, self.hidden, self.dropout_rate, self.positions = int(encoder_layers), int(hidden), float(dropout), positions
+        if image_positions not in ("sinusoidal_2d", "learned"):
+            raise ValueError(f"image_positions must be 'sinusoidal_2d' or 'learned', got {image_positions!r}")
+        self.image_positions_kind = image_positions
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={d_model} must be a multiple of num_heads={num_heads}")
         # what the shared loss, evaluate() and the captioning explorer read: cross-attention is attention fusion
@@ -64,7 +75,7 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         policy = self.dtype_policy
         self.encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
         self.image_tokens = keras.layers.Dense(self.d_model, dtype=policy, name="image_tokens")
-        self.image_positions = PositionalEmbedding(64, kind="learned", stddev=1.0, dtype=policy, name="image_positions")
+        self.image_positions = PositionalEmbedding(64, kind=image_positions, stddev=1.0, dtype=policy, name="image_positions")
         self.image_blocks = [TransformerBlock(num_heads, hidden, dropout=dropout, dtype=policy, name=f"image_block_{i}")
                              for i in range(self.encoder_layers)]
         self.image_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="image_norm")
@@ -98,10 +109,14 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
     def image_memory(self, images, training=False):
         """``(tokens (batch, 64, d_model), pooled (batch, C))``: the image as the decoder reads it."""
         grid, pooled = grid_cells(self.encoder, self.channels, images, training=training)
-        x = self.image_positions(self.image_tokens(grid))
+        x = self.image_tokens(grid)
+        learned = self.image_positions_kind == "learned"
+        if learned:
+            x = self.image_positions(x)
         for block in self.image_blocks:
             x = block(x, training=training)
-        return self.image_norm(x), pooled  # normalised, as the words are before they meet it
+        x = self.image_norm(x)  # normalised, as the words are before they meet it
+        return (x if learned else self.image_positions(x)), pooled
 
     def _embed(self, words, start=0):
         x = self.embedding(ops.cast(words, "int32")) * ops.cast(np.sqrt(self.d_model), self.compute_dtype)
@@ -147,5 +162,5 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, channels=self.channels, d_model=self.d_model, num_heads=self.num_heads,
                       layers=self.n_layers, encoder_layers=self.encoder_layers, hidden=self.hidden, dropout=self.dropout_rate,
-                      positions=self.positions)
+                      positions=self.positions, image_positions=self.image_positions_kind)
         return config
