@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["autoencoder", "captioning", "embeddings", "gan", "generative", "retrieval", "sequence", "vae", "vision", "vqa"]
+__all__ = ["autoencoder", "captioning", "embeddings", "gan", "generative", "retrieval", "sequence", "transformer_captioner", "vae", "vision",
+           "vit", "vlm", "vqa"]
 
 
 def __getattr__(name: str):
