@@ -32,6 +32,8 @@ MODEL_COMMANDS = {
     "judge": "mmcourse train judge --profile full --seed 3 --out data/judge",
     "gan": "mmcourse train gan --profile full --out data/gan",
     "vqa": "mmcourse train vqa --profile full --out data/vqa",
+    "transformer_captioner": "mmcourse train captioner --decoder transformer --profile full --out data/transformer_captioner",
+    "vlm": "mmcourse train vlm --profile full --out data/vlm",
 }
 
 
@@ -178,7 +180,7 @@ def verify(folder, name: str | None = None) -> Path:
 
 
 def shipped(name: str) -> Path:
-    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``retrieval``, ``vae``, ``cvae``, ``judge``, ``gan``, ``vqa``)."""
+    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``transformer_captioner``, ``retrieval``, ``vae``, ``cvae``, ``judge``, ``gan``, ``vqa``, ``vlm``)."""
     from mmcourse import config
 
     return verify(config.shipped_dir(name), name)

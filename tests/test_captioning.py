@@ -263,14 +263,18 @@ def test_evaluate_agrees_with_the_metrics(model, vocab):
     assert scores["hallucination_rate"] == pytest.approx(1 - scores["object_precision"]) or scores["object_precision"] == 0
 
 
-def test_the_shipped_captioner_meets_its_recorded_metrics(vocab):
-    """data/captioner (checksums verified by load()), re-measured on the 1,000 test images its
+SHIPPED = {"captioner": "gru", "transformer_captioner": "transformer"}  # data/<name>: its decoder
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_captioner_meets_its_recorded_metrics(vocab, name):
+    """data/<name> (checksums verified by load()), re-measured on the 1,000 test images its
     metrics.json was measured on. Measured identical after re-saving; tolerance one caption in
     1,000 (a near-tie between two words could go the other way on another CPU)."""
-    recorded = artifacts.read_metrics(config.shipped_dir("captioner"))
+    recorded = artifacts.read_metrics(config.shipped_dir(name))
     assert (recorded["precision"], recorded["replicas"], recorded["profile"]) == ("float32", 1, "full")
-    model, shipped_vocab = C.load()
-    assert shipped_vocab == vocab and not model.compiled
+    model, shipped_vocab = C.load(decoder=SHIPPED[name])
+    assert shipped_vocab == vocab and not model.compiled and model.decoder == SHIPPED[name]
     test = shapes.generate(recorded["test_images"], seed=tuple(recorded["test_seed"]))
     scores = C.evaluate(model, test, shipped_vocab)
     for key in ("exact_match", "hallucination_rate", "object_recall"):
@@ -278,10 +282,11 @@ def test_the_shipped_captioner_meets_its_recorded_metrics(vocab):
     assert scores["bleu4"] == pytest.approx(recorded["bleu4"], abs=0.1)
 
 
-def test_the_shipped_captioner_matches_its_checksum(assert_shipped_unchanged):
-    folder = config.shipped_dir("captioner")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_captioner_matches_its_checksum(assert_shipped_unchanged, name):
+    folder = config.shipped_dir(name)
     assert_shipped_unchanged(folder, (C.MODEL_FILE, C.VOCABULARY_FILE))
-    assert artifacts.verify(folder, "captioner") == folder
+    assert artifacts.verify(folder, name) == folder
 
 
 def test_grids_computed_beforehand_give_the_same_captions(model, vocab, data):
