@@ -1,7 +1,7 @@
 """Notebooks 00–03 opened in JupyterLab in chromium and run from the Run menu in the quick
 profile: no widget fails to render, nothing reaches stderr, and changing one control of each
 widget changes its output accordingly (screenshots in build/browser-screenshots/<test>/).
-The chapters are split over three modules so that pytest-xdist spreads them over its workers."""
+The chapters are split over four modules so that pytest-xdist spreads them over its workers."""
 
 import pytest
 

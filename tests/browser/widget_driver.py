@@ -256,10 +256,11 @@ NOTEBOOK_WIDGETS = {
     "06_fused_captioning.ipynb": [check_captioning_explorer],
     "07_alignment_and_retrieval.ipynb": [check_search],
     "08_fusion_and_vqa.ipynb": [check_vqa_explorer],
+    "09_transformers_vision_language.ipynb": [check_captioning_explorer],  # the shipped Transformer captioner's
 }
 
-#: The chapters in three groups (one test module each) that take about as long as each other.
-LAB_GROUPS = (sorted(NOTEBOOK_WIDGETS)[:4], sorted(NOTEBOOK_WIDGETS)[4:6], sorted(NOTEBOOK_WIDGETS)[6:])
+#: The chapters in four groups (one test module each) that take about as long as each other.
+LAB_GROUPS = (sorted(NOTEBOOK_WIDGETS)[:4], sorted(NOTEBOOK_WIDGETS)[4:6], sorted(NOTEBOOK_WIDGETS)[6:9], sorted(NOTEBOOK_WIDGETS)[9:])
 
 #: A notebook's quick profile runs in 15-133 s alone on two cores; a browser and another test share them.
 RUN_TIMEOUT_S = 600
