@@ -12,7 +12,12 @@
                 retrieval
                 vqa [--fusion early|late|product|film|attention]
                 judge                     (the scene reader that judges drawings; evaluates, not a course model)
+                vlm                       (one small vision-language model that captions and answers questions)
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
+    mmcourse ask --model DIR IMAGE "QUESTION"   answer a question about an image (prints the answer)
+    mmcourse ask --model DIR --caption IMAGE    caption an image with the VLM (prints the caption)
+    mmcourse ask --model DIR --batch FILE       FILE: lines IMAGE<TAB>QUESTION (or IMAGE<TAB>caption:);
+                                          prints IMAGE<TAB>QUESTION<TAB>ANSWER per line, in the same order
     mmcourse student [NOTEBOOK ...] [--out DIR]
                                           write the student edition: solutions removed, a cell to fill in and a check per exercise
     mmcourse slides [NOTEBOOK ...] [--out DIR] [--tag]
@@ -198,6 +203,70 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     return 1 if any(caption is None for _, caption, _ in results) else 0
 
 
+def _cmd_train_vlm(args: argparse.Namespace) -> int:
+    m = _train(args, "vlm")
+    print(f"vision-language model in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
+    print(f"on {m['test_images']:,} fresh test images: {m['test_questions']:,} questions answered {m['accuracy']:.3f} "
+          f"(where-relations {m['relation_where']:.3f}) · captions: exact match {m['exact_match']:.3f}, BLEU-4 {m['bleu4']:.1f}")
+    print("  " + " · ".join(f"{kind} {m[kind]:.3f}" for kind in ("colour", "shape", "size", "count", "existence", "relation_yes_no")))
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _ask_items(args: argparse.Namespace) -> tuple[list, list[str]]:
+    """``(items, errors)``: the (image, question) pairs the ask command was given (``None``: a
+    caption), and a line for each batch-file line that is not ``IMAGE<TAB>QUESTION``."""
+    if args.batch is None:
+        if args.caption:
+            if args.image is None or args.question is not None:
+                raise ValueError("--caption takes one IMAGE and no question")
+            return [(args.image, None)], []
+        if args.image is None or args.question is None:
+            raise ValueError('give IMAGE "QUESTION", --caption IMAGE, or --batch FILE')
+        return [(args.image, args.question)], []
+    if args.image is not None or args.caption:
+        raise ValueError("--batch FILE takes no IMAGE, QUESTION or --caption: the file lists them")
+    try:
+        text = Path(args.batch).read_text()
+    except FileNotFoundError:
+        raise ValueError(f"no batch file at {args.batch}") from None
+    items, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        image, tab, question = line.partition("\t")
+        if not tab or not image.strip() or not question.strip():
+            errors.append(f"{args.batch}:{number}: expected IMAGE<TAB>QUESTION (or IMAGE<TAB>caption:), got {line!r}")
+            continue
+        items.append((image.strip(), question.strip()))
+    if not items and not errors:
+        raise ValueError(f"{args.batch} has no IMAGE<TAB>QUESTION lines")
+    return items, errors
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from mmcourse.models.vlm import ask_files
+
+    items, errors = _ask_items(args)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if not items:
+        return 1
+    try:
+        results = ask_files(args.model, items)
+    except FileNotFoundError as error:
+        print(f"mmcourse ask: {error}", file=sys.stderr)
+        return 2
+    for path, question, answer, reason in results:
+        if answer is None:
+            print(f"{path}: {reason}", file=sys.stderr)
+        elif args.batch is None:
+            print(answer)
+        else:
+            print(f"{path}\t{question}\t{answer}")
+    return 1 if errors or any(answer is None for _, _, answer, _ in results) else 0
+
+
 def _whole_number(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -288,10 +357,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_target(train_sub, "judge", "the scene judge that reads drawings back (it evaluates the generative models)", _cmd_train_judge)
 
+    _add_train_target(train_sub, "vlm", "one small vision-language model that captions Shapes images and answers questions about them",
+                      _cmd_train_vlm)
+
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
     caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to 64×64, alpha dropped)")
     caption.set_defaults(func=_cmd_caption)
+
+    ask = sub.add_parser("ask", help="answer a question about an image (or caption it) with a trained vision-language model",
+                         description='answer a question about an image: ask --model DIR IMAGE "QUESTION" prints the answer; '
+                                     "--caption IMAGE prints a caption; --batch FILE reads lines IMAGE<TAB>QUESTION (a line "
+                                     "IMAGE<TAB>caption: asks for a caption; image paths relative to the current folder) and "
+                                     "prints IMAGE<TAB>QUESTION<TAB>ANSWER for each, in order, loading the model once. A line "
+                                     "that cannot be answered (missing or damaged image, a word the model does not know) is "
+                                     "one line on stderr, and the exit status is 1.")
+    ask.add_argument("--model", type=Path, default=None,
+                     help="folder written by `mmcourse train vlm --out DIR` (default: the shipped data/vlm, once there is one)")
+    ask.add_argument("--caption", action="store_true", help="caption IMAGE instead of answering a question")
+    ask.add_argument("--batch", type=Path, default=None, metavar="FILE", help="answer every IMAGE<TAB>QUESTION line of FILE")
+    ask.add_argument("image", nargs="?", default=None, help="a PNG or JPEG file of any size (resized to 64×64, alpha dropped)")
+    ask.add_argument("question", nargs="?", default=None, help='e.g. "what colour is the circle" (quote it)')
+    ask.set_defaults(func=_cmd_ask)
 
     student = sub.add_parser("student", help="write the student edition of the notebooks: solutions removed, checks kept")
     student.add_argument("notebooks", nargs="*", help="notebook files or folders (default: every notebook of the course)")
