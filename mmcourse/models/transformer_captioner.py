@@ -24,6 +24,8 @@ cross-attention, averaged over its heads.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mmcourse._tf import tensorflow
@@ -154,8 +156,10 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
     def step_without_cache(self, words_so_far, memory):
         """The next word's logits recomputing every position (what the cache saves): ``words_so_far (batch, t)``."""
         x = self._embed(words_so_far)
-        for block in self.blocks:
-            x = block(x, memory)
+        with warnings.catch_warnings():  # the first word has one key: Keras warns about a softmax over one number
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis -1 of a tensor of shape")
+            for block in self.blocks:
+                x = block(x, memory)
         return self.classifier(self.final_norm(x))[:, -1]
 
     def get_config(self):
