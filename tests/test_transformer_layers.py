@@ -87,13 +87,14 @@ def _gelu(x):
     return 0.5 * x * (1 + erf(x / np.sqrt(2)))
 
 
-def _block_numpy(block, x, memory=None, causal=False):
-    """The pre-LN block written again with numpy, reading the block's weights."""
+def _block_numpy(block, x, memory=None, causal=False, mask=None):
+    """The pre-LN block written again with numpy, reading the block's weights (``mask (T, T)``:
+    which key each position sees, instead of the causal one)."""
     def w(layer):
         return [np.asarray(v, np.float64) for v in layer.weights]
 
     T = x.shape[1]
-    mask = np.tril(np.ones((T, T), bool)) if causal else None
+    mask = mask if mask is not None else np.tril(np.ones((T, T), bool)) if causal else None
     h = _layer_norm(x, *w(block.norm_self))
     x = x + _attention(h, h, w(block.self_attention), mask)
     if memory is not None:
@@ -176,6 +177,26 @@ def test_decoding_with_the_key_value_cache_gives_what_the_whole_sequence_gives()
     out, cache = block.step(x[:, :4], None, memory_cache)
     last, _ = block.step(x[:, 4:5], cache, memory_cache)
     assert np.allclose(np.asarray(out), full[:, :4], atol=1e-5) and np.allclose(np.asarray(last), full[:, 4:5], atol=1e-5)
+
+
+def test_a_prefix_seen_both_ways_then_causal_decoding_equals_the_prefix_lm_mask():
+    """A 3-D mask replaces the causal one (numpy with that mask); ``step(prefix, causal=False)``
+    then one position at a time gives the same outputs."""
+    block = TransformerBlock(num_heads=2, hidden=16, causal=True)
+    x = RNG.normal(size=(2, 7, 8)).astype(np.float32)
+    block(x)
+    _randomise(block)
+    sees = np.tril(np.ones((7, 7), bool))
+    sees[:4, :4] = True  # a prefix of 4 positions that see each other both ways
+    full = np.asarray(block(x, mask=np.broadcast_to(sees, (2, 7, 7))))
+    assert np.allclose(full, _block_numpy(block, x.astype(np.float64), mask=sees), atol=1e-4)
+    assert not np.allclose(full[:, :4], np.asarray(block(x))[:, :4], atol=1e-3)  # the prefix now sees ahead
+    out, cache = block.step(x[:, :4], causal=False)
+    steps = [np.asarray(out)]
+    for t in range(4, 7):
+        out, cache = block.step(x[:, t : t + 1], cache)
+        steps.append(np.asarray(out))
+    assert np.allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
 def test_a_model_of_these_layers_saves_and_loads(tmp_path):

@@ -144,7 +144,8 @@ class TransformerBlock(keras.layers.Layer):
 
     Call: ``(x (batch, T, d), memory=None, mask=None, memory_mask=None, training=None)``;
     ``mask`` (batch, T) marks real tokens (Keras's convention: True where a token may be
-    attended to). Returns ``x`` of the same shape; the attention weights of the last call are
+    attended to), or (batch, T, T) which keys each position sees (it then replaces the causal
+    mask: a prefix-LM's, say, whose prefix sees itself both ways). Returns ``x`` of the same shape; the attention weights of the last call are
     kept in ``self_weights`` (batch, heads, T, T) and ``cross_weights`` (batch, heads, T, T_mem).
     """
 
@@ -180,9 +181,10 @@ class TransformerBlock(keras.layers.Layer):
         self.drop = keras.layers.Dropout(self.dropout_rate, dtype=policy)
 
     def call(self, x, memory=None, mask=None, memory_mask=None, training=None):
-        attend = None if mask is None else ops.expand_dims(ops.cast(mask, "bool"), 1)  # (batch, 1, T): which keys
+        full = mask is not None and len(mask.shape) == 3  # (batch, T, T): which key each query sees, causality included
+        attend = None if mask is None else ops.cast(mask, "bool") if full else ops.expand_dims(ops.cast(mask, "bool"), 1)
         normed = self.norm_self(x)
-        h, self.self_weights = self.self_attention(normed, normed, attention_mask=attend, use_causal_mask=self.causal)
+        h, self.self_weights = self.self_attention(normed, normed, attention_mask=attend, use_causal_mask=self.causal and not full)
         x = x + self.drop(h, training=training)
         if self.cross_attention:
             if memory is None:
@@ -199,9 +201,11 @@ class TransformerBlock(keras.layers.Layer):
         a, c = self.cross, _caster(memory)
         return a._project(memory, c(a.W_k), c(a.b_k)), a._project(memory, c(a.W_v), c(a.b_v))
 
-    def step(self, x, cache=None, memory_cache=None):
+    def step(self, x, cache=None, memory_cache=None, *, causal: bool | None = None):
         """Decode the new positions ``x (batch, t, d)`` given the keys and values of the positions
         before them (``cache = (keys, values)``, ``(batch, heads, T_before, d)`` each, or None).
+        ``causal=False`` lets the new positions see each other in both directions (a prefix such
+        as an image's tokens); by default the block's own ``causal``.
 
         Returns ``(output (batch, t, d), new cache)``: the same output :meth:`call` gives those
         positions on the whole sequence, without recomputing the earlier positions.
@@ -214,7 +218,7 @@ class TransformerBlock(keras.layers.Layer):
         t, total = ops.shape(x)[1], ops.shape(keys)[2]
         # the new position p (of t) sits at total - t + p and sees every key up to itself
         rows = ops.expand_dims(ops.arange(t) + (total - t), 1)
-        mask = ops.greater_equal(rows, ops.expand_dims(ops.arange(total), 0)) if self.causal else None
+        mask = ops.greater_equal(rows, ops.expand_dims(ops.arange(total), 0)) if (self.causal if causal is None else causal) else None
         with warnings.catch_warnings():  # the first word has one key: Keras warns about a softmax over one number
             warnings.filterwarnings("ignore", message="You are using a softmax over axis -1 of a tensor of shape")
             heads, self.self_weights = scaled_dot_product_attention(a._project(normed, w(a.W_q), w(a.b_q)), keys, values, mask)
