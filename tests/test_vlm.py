@@ -15,7 +15,7 @@ from mmcourse.models import vlm as V
 
 from test_captioning import StepLosses  # tests/ is on sys.path
 
-SIZES = dict(channels=8, d_model=16, num_heads=2, layers=2, hidden=32, encoder_layers=1, attended_positions=True)
+SIZES = dict(channels=8, d_model=16, num_heads=2, layers=2, hidden=32, encoder_layers=1, attended_positions=True, image_attention="full")
 EPOCHS, BATCH, QUESTIONS = 2, 8, 3  # 32 images: 4 batches a pass, 8 steps
 
 
@@ -103,6 +103,17 @@ def test_task_tables_and_batches_hold_every_question_and_a_caption(data, vocab, 
     texts, targets = np.asarray(texts), np.asarray(targets)
     assert all(vocab.word(t) == "caption:" for t in texts[:, 0, 0]) and all(vocab.word(t) == "question:" for t in texts[:, 1:, 0].ravel())
     assert (targets != 0).any(-1).all()  # every text has an output
+    for tasks, prompt in (("captions", "caption:"), ("questions", "question:")):  # a specialist's rows: one task, the image's own texts
+        (images, texts), targets = next(iter(V.task_batches(data.images, tables, questions=4, batch_size=5, seed=1, tasks=tasks)))
+        assert tuple(texts.shape) == (5, 5, V.TEXT_LENGTH - 1)
+        for image, row_in, row_out in zip(np.asarray(images), np.asarray(texts), np.asarray(targets)):
+            i = int(np.flatnonzero((data.images == image).all((1, 2, 3)))[0])
+            own = ({(V.caption_prompt(), c) for c in data.captions[i]} if tasks == "captions"
+                   else {(V.question_prompt(qa.question), qa.answer) for qa in shapes.questions(data.scenes[i])})
+            decoded = [V.decode_example(vocab, a, b) for a, b in zip(row_in, row_out)]
+            assert all(text[0].startswith(prompt) for text in decoded) and set(decoded) <= own
+    with pytest.raises(ValueError, match="tasks"):
+        V.task_batches(data.images, tables, tasks="answers")
 
 
 def test_the_loss_is_the_mean_cross_entropy_of_the_output_tokens_by_hand(model, vocab, data):
@@ -126,15 +137,37 @@ def test_the_loss_is_the_mean_cross_entropy_of_the_output_tokens_by_hand(model, 
     assert float(terms["word_accuracy"]) == pytest.approx(right)
 
 
-def test_texts_reading_the_shared_image_cache_equal_the_whole_sequence(model, tables, data):
-    """[64 image tokens, text] through the blocks as one causal sequence gives the logits that
-    call() gives by computing the image's keys and values once for all its texts."""
+def prefix_mask(n: int, words: int, image_attention: str = "full") -> np.ndarray:
+    """Which key each position of [64 image tokens, words] sees: a word every image token and
+    itself and the words before it; an image token every image token (``"full"``, both ways)
+    or those up to itself (``"causal"``)."""
+    total = 64 + words
+    sees = np.tril(np.ones((total, total), bool))
+    sees[:64, :64] |= image_attention == "full"
+    return np.broadcast_to(sees, (n, total, total))
+
+
+def test_the_prefix_mask_lets_the_image_see_itself_both_ways_and_never_the_words():
+    sees = prefix_mask(1, 3)[0]
+    assert sees[0, 63] and sees[63, 0] and not sees[:64, 64:].any()  # the image: all of itself, no word
+    assert sees[64:, :64].all() and sees[65, 64] and not sees[64, 65]  # words: the image, then causal
+
+
+@pytest.mark.parametrize("image_attention", ["full", "causal"])
+def test_texts_reading_the_shared_image_cache_equal_the_whole_sequence(model, tables, data, image_attention):
+    """[64 image tokens, text] through the blocks as one sequence under the prefix mask gives the
+    logits that call() gives by computing the image's keys and values once for all its texts
+    (the trained weights in a model of either kind of image attention)."""
+    if image_attention != model.image_attention:
+        twin = V.VLM.from_config({**model.get_config(), "image_attention": image_attention})
+        twin.set_weights(model.get_weights())
+        model = twin
     texts = np.stack([tables["caption_inputs"][:3, 0], tables["question_inputs"][:3, 0], tables["question_inputs"][:3, 1]], 1)
     shared = np.asarray(model((data.images[:3], texts)))
     for k in range(3):
         x = ops.concatenate([model.image_tokens(data.images[:3]), model.word_positions(model.embedding(texts[:, k]) * 4.0)], axis=1)
         for block, where in zip(model.blocks, model.where):
-            x = block(x)  # then each word (not the image) gets where the heads looked, from the words' rows of the weights
+            x = block(x, mask=prefix_mask(3, texts.shape[-1], image_attention))  # then each word (not the image) gets where the heads looked
             looked = where(model.attended_position(block.self_weights[:, :, 64:]))
             x = ops.concatenate([x[:, :64], x[:, 64:] + looked], axis=1)
         whole = np.asarray(model.classifier(model.final_norm(x)))[:, 64:]
@@ -167,6 +200,23 @@ def test_cached_greedy_decoding_equals_recomputing_every_position(model, vocab, 
         assert text == " ".join(words)
     # prompts about shared images (image_index) give what one image per prompt gives
     assert V.generate(model, data.images[:2], prompts[:2] * 2, image_index=[0, 1, 0, 1], max_tokens=5) == generated[:2] * 2
+
+
+def test_decoding_with_attention_gives_the_same_words_and_the_whole_sequences_weights(model, vocab, data):
+    """The maps are the last block's attention over the 64 cells from the position that chose
+    each token, as running [image, prompt, output] whole through the blocks gives them."""
+    for prompt in (V.caption_prompt(), V.question_prompt("what colour is the circle")):
+        tokens, maps = V.generate_with_attention(model, data.images[0], prompt, max_tokens=5)
+        assert " ".join(t for t in tokens if t != "<end>") == V.generate(model, data.images[:1], [prompt], max_tokens=5)[0]
+        assert maps.shape == (len(tokens), 8, 8) and (maps >= 0).all() and (maps.sum((1, 2)) <= 1 + 1e-5).all()
+        ids = [vocab.index(w) for w in prompt.split() + tokens[:-1]]
+        x = ops.concatenate([model.image_tokens(data.images[:1]),
+                             model.word_positions(model.embedding(np.array([ids])) * float(np.sqrt(SIZES["d_model"])))], axis=1)
+        for block, where in zip(model.blocks, model.where):
+            x = block(x, mask=prefix_mask(1, len(ids)))
+            x = ops.concatenate([x[:, :64], x[:, 64:] + where(model.attended_position(block.self_weights[:, :, 64:]))], axis=1)
+        whole = np.asarray(model.blocks[-1].self_weights)[0, :, 64 + len(prompt.split()) - 1 :, :64].mean(0)  # (outputs, 64)
+        np.testing.assert_allclose(maps.reshape(len(tokens), 64), whole, atol=1e-5)
 
 
 def test_a_question_with_an_unknown_word_is_refused_naming_it(model, data):
