@@ -48,15 +48,20 @@ def test_typed_question_outside_the_grammar_gets_a_clear_message(explorer):
     explorer.typed.value = ""
 
 
-def test_composed_scene(explorer):
+def compose_green_triangle_above_yellow_circle(explorer) -> shapes.Scene:
+    """Switch ``explorer`` to composing and compose a green triangle above a yellow circle, as a learner would."""
     explorer.source.value = "compose"
     c = explorer.composer
     c.count.value = 2
     c.colour[0].value, c.shape[0].value = "green", "triangle"
     c.colour[1].value, c.shape[1].value = "yellow", "circle"
     c.relation.value = "above"
-    scene = c.scene
-    assert explorer.current()[1] is scene
+    assert explorer.current()[1] is c.scene
+    return c.scene
+
+
+def test_composed_scene(explorer):
+    scene = compose_green_triangle_above_yellow_circle(explorer)
     questions = [qa.question for qa in shapes.questions(scene)]
     assert list(explorer.question.options) == questions
     explorer.question.value = "what colour is the triangle"

@@ -15,6 +15,7 @@ from mmcourse.widgets.sampler import CaptionSampler
 from mmcourse.widgets.scene import SceneComposer
 from mmcourse.widgets.search import SearchWidget
 from mmcourse.widgets.text_to_image import TextToImage
+from mmcourse.widgets.vlm import VLMExplorer
 from mmcourse.widgets.vqa import VQAExplorer
 
-__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage", "CaptioningExplorer", "SearchWidget", "VQAExplorer"]
+__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage", "CaptioningExplorer", "SearchWidget", "VQAExplorer", "VLMExplorer"]

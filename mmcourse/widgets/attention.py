@@ -7,8 +7,8 @@ import ipywidgets as W
 import numpy as np
 
 from mmcourse.data import shapes
-from mmcourse.viz import to_png
 from mmcourse.widgets._dom import mark
+from mmcourse.widgets._scenes import dimmed, outline_cell, peak_cell, picture_png
 
 __all__ = ["AttentionExplorer"]
 
@@ -42,19 +42,16 @@ class AttentionExplorer:
     def update(self) -> None:
         i = self.index.value
         self.weights = np.asarray(self.attend(i, self.colour.value, self.shape.value), np.float64).reshape(8, 8)
-        self.peak = tuple(int(v) for v in np.unravel_index(np.argmax(self.weights), self.weights.shape))
+        self.peak = peak_cell(self.weights)
         picture = self.images[i].astype(np.float64)
         if self.show_attention.value:
-            heat = np.kron(self.weights / self.weights.max(), np.ones((8, 8)))[..., None]
-            picture = picture * (0.3 + 0.7 * heat)  # dim what the query ignores
+            picture = dimmed(picture, self.weights, floor=0.3)  # dim what the query ignores
         if self.show_masks.value:
             for mask in self.masks[i][: len(self.scenes[i].objects)]:
                 edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
                 picture[edge] = (0, 0, 0)
+        self.image.value = picture_png(outline_cell(picture, self.peak), self.scale)
         r, c = self.peak
-        picture[r * 8 : r * 8 + 8, [c * 8, c * 8 + 7]] = (255, 0, 255)
-        picture[[r * 8, r * 8 + 7], c * 8 : c * 8 + 8] = (255, 0, 255)
-        self.image.value = to_png(np.clip(picture, 0, 255).astype(np.uint8), scale=self.scale)
         scene = self.scenes[i]
         matching = [k for k, o in enumerate(scene.objects) if (o.colour, o.shape) == (self.colour.value, self.shape.value)]
         cell = np.zeros((64, 64), bool)

@@ -8,15 +8,14 @@ import html
 import ipywidgets as W
 import numpy as np
 
-from mmcourse.data import shapes
-from mmcourse.viz import to_png
-from mmcourse.widgets.scene import SceneComposer
+from mmcourse.metrics import exact_match
 from mmcourse.widgets._dom import mark
+from mmcourse.widgets._scenes import SceneChoice, SceneExplorer, rewind, show_looked
 
 __all__ = ["CaptioningExplorer"]
 
 
-class CaptioningExplorer:
+class CaptioningExplorer(SceneExplorer):
     """Pick a test image (``source`` = ``"test image"``) or compose one with the scene composer
     of notebook 00 (``"composed scene"``); set the beam width; move ``word`` along the caption
     to see the attention map of that word over the image.
@@ -32,58 +31,34 @@ class CaptioningExplorer:
         if len(images) != len(scenes) or len(images) == 0:
             raise ValueError(f"give as many scenes as images (at least one): got {len(images)} images and {len(scenes)} scenes")
         self.model, self.vocabulary, self.images, self.scenes, self.scale = model, vocabulary, images, scenes, scale
-        self.composer = SceneComposer(scale=2)
-        self.source = mark(W.ToggleButtons(options=["test image", "composed scene"], value="test image", description="image"), "source")
-        self.index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="test image")
+        self.choice = SceneChoice(images, scenes, dataset=("test image",) * 2, compose=("composed scene",) * 2, index_label="test image")
+        self.source, self.index, self.composer = self.choice.source, self.choice.index, self.choice.composer
         self.beam_width = W.IntSlider(value=1, min=1, max=max_beam, description="beam width")
         self.word = W.IntSlider(value=0, min=0, max=1, description="word")
         self.image = mark(W.Image(format="png", layout=W.Layout(width=f"{64 * scale}px", height=f"{64 * scale}px")), "image")
         self.info = mark(W.HTML(), "info")
         self.caption, self.attention, self.log_probability, self.true, self.peak = "", np.zeros((1, 8, 8)), 0.0, False, (0, 0)
-        for control in (self.source, self.index, self.beam_width):
-            control.observe(lambda change: self.update(), names="value")
-        for box in (self.composer.count, *self.composer.size, *self.composer.colour, *self.composer.shape, self.composer.relation,
-                    self.composer.jitter, self.composer.seed):
-            box.observe(lambda change: self.update() if self.source.value == "composed scene" else None, names="value")
+        self.choice.observe(self.update)
+        self.beam_width.observe(lambda change: self.update(), names="value")
         self.word.observe(lambda change: self.show_word(), names="value")
         self.update()
-
-    def current(self) -> tuple[np.ndarray, shapes.Scene]:
-        """The image being captioned and its scene."""
-        if self.source.value == "composed scene":
-            return shapes.render(self.composer.scene), self.composer.scene
-        return self.images[self.index.value], self.scenes[self.index.value]
 
     def update(self) -> None:
         """Caption the current image with the current beam width and show its first word."""
         from mmcourse.models.captioning import beam_search
 
         image, scene = self.current()
-        self.index.disabled = self.source.value != "test image"
+        self.index.disabled = self.choice.composing
         self.caption, self.attention, self.log_probability = beam_search(self.model, image, self.vocabulary, beam_width=self.beam_width.value)
-        try:
-            self.true = shapes.parse_caption(self.caption).describes(scene)
-        except shapes.CaptionError:
-            self.true = False
-        self.word.max = len(self.attention) - 1
-        if self.word.value == 0:
-            self.show_word()
-        else:
-            self.word.value = 0  # observing the slider redraws
+        self.true = bool(exact_match([self.caption], [scene])[0])
+        rewind(self.word, len(self.attention) - 1, self.show_word)
 
     def show_word(self) -> None:
         """Draw the image dimmed where the chosen word did not look, with the peak cell outlined."""
         image, scene = self.current()
         words = self.caption.split() + ["<end>"]
         k = min(self.word.value, len(self.attention) - 1)
-        weights = self.attention[k]
-        self.peak = tuple(int(v) for v in np.unravel_index(np.argmax(weights), weights.shape))
-        heat = np.kron(weights / max(weights.max(), 1e-12), np.ones((8, 8)))[..., None]
-        picture = image.astype(np.float64) * (0.25 + 0.75 * heat)
-        r, c = self.peak
-        picture[r * 8 : r * 8 + 8, [c * 8, c * 8 + 7]] = (255, 0, 255)
-        picture[[r * 8, r * 8 + 7], c * 8 : c * 8 + 8] = (255, 0, 255)
-        self.image.value = to_png(np.clip(picture, 0, 255).astype(np.uint8), scale=self.scale)
+        self.peak = show_looked(self.image, image, self.attention[k], self.scale)
         shown = " ".join(f"<b><u>{html.escape(w)}</u></b>" if j == k else html.escape(w) for j, w in enumerate(words))
         verdict = "true to the image ✓" if self.true else "not true to the image ✗"
         objects = ", ".join(o.phrase for o in scene.objects)
@@ -94,8 +69,3 @@ class CaptioningExplorer:
         controls = W.VBox([self.source, self.index, self.beam_width, self.word, self.info])
         return mark(W.VBox([W.HBox([self.image, controls]), W.HTML("<b>compose a scene</b> (choose “composed scene” above)"),
                             self.composer.widget()]), "captioning-explorer")
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget())

@@ -233,16 +233,37 @@ def check_search(page: Page, shots: Path, scope: str = "") -> str:
     return f"typed {query!r}: the gallery changed, {true} of {len(after)} images marked true"
 
 
-def check_vqa_explorer(page: Page, shots: Path, scope: str = "") -> str:
-    root = page.locator(f"{scope} .mm-vqa-explorer").first
+def _ask(root: Locator) -> tuple[str, str]:
+    """Type a yes/no question the widget's info does not show yet into its ``.mm-typed`` box and
+    wait until the info shows it: ``(question, the info's text)``."""
     info = root.locator(".mm-info")
     question = "is there a red circle" if "is there a red circle" not in _text(info) else "is there a blue square"
     _submit(root.locator(".mm-typed"), question)
     expect(info).to_contain_text(f"Q: {question}", timeout=ANSWER_MS)
-    answer = re.search(r"A \((\w+)\): (\w+)", _text(info))
-    assert answer and answer.group(2) in ("yes", "no"), f"no yes/no answer shown: {_text(info)!r}"
+    return question, _text(info)
+
+
+def check_vqa_explorer(page: Page, shots: Path, scope: str = "") -> str:
+    root = page.locator(f"{scope} .mm-vqa-explorer").first
+    question, shown = _ask(root)
+    answer = re.search(r"A \((\w+)\): (\w+)", shown)
+    assert answer and answer.group(2) in ("yes", "no"), f"no yes/no answer shown: {shown!r}"
     root.screenshot(path=shots / "vqa_explorer.png")
     return f"typed {question!r}: the {answer.group(1)} model answers {answer.group(2)!r}"
+
+
+def check_vlm_explorer(page: Page, shots: Path, scope: str = "") -> str:
+    root = page.locator(f"{scope} .mm-vlm-explorer").first
+    info = root.locator(".mm-info")
+    question, shown = _ask(root)
+    answer = re.search(r"A: (.+)", shown)
+    assert answer and answer.group(1).split()[0] != "<end>", f"no answer shown: {shown!r}"
+    root.locator(".mm-task button", has_text="caption").click()
+    expect(info).to_contain_text("caption:", timeout=ANSWER_MS)
+    caption = re.search(r"caption: (.+)", _text(info))
+    assert caption and caption.group(1).split()[0] != "<end>", f"no caption shown: {_text(info)!r}"
+    root.screenshot(path=shots / "vlm_explorer.png")
+    return f"typed {question!r}: the VLM answers {answer.group(1)!r}; task → caption: {caption.group(1)!r}"
 
 
 #: Every widget the notebooks show, with the check that changes one of its controls.
