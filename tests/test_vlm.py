@@ -301,3 +301,30 @@ def test_a_short_training_learns_both_tasks_formats_and_beats_the_majority_answe
         except shapes.CaptionError:
             pass
     assert parsed >= 0.9 * len(test) and scores["bleu4"] > 30, (parsed, scores["bleu4"])
+
+
+def test_the_shipped_vlm_meets_its_recorded_metrics():
+    """data/vlm (checksums verified by load()), re-measured on the 1,000 test images its
+    metrics.json was measured on: every question and a greedy caption of every image. Tolerance
+    one answer in 1,000 and one caption in 1,000 (a near-tie could go the other way on another CPU)."""
+    from mmcourse import artifacts, config
+
+    recorded = artifacts.read_metrics(config.shipped_dir("vlm"))
+    assert (recorded["precision"], recorded["replicas"], recorded["profile"]) == ("float32", 1, "full")
+    model = V.load()
+    assert not model.compiled and model.vocabulary == V.vocabulary()
+    test = shapes.generate(recorded["test_images"], seed=tuple(recorded["test_seed"]))
+    scores = V.evaluate(model, test)
+    for key in ("accuracy", "relation_where", "relation_yes_no", *vqa.KINDS):
+        assert scores[key] == pytest.approx(recorded[key], abs=1e-3), key
+    for key in ("exact_match", "hallucination_rate", "object_recall"):
+        assert scores[key] == pytest.approx(recorded[key], abs=1e-3), key
+    assert scores["bleu4"] == pytest.approx(recorded["bleu4"], abs=0.1)
+
+
+def test_the_shipped_vlm_matches_its_checksum(assert_shipped_unchanged):
+    from mmcourse import artifacts, config
+
+    folder = config.shipped_dir("vlm")
+    assert_shipped_unchanged(folder, (V.MODEL_FILE, V.VOCABULARY_FILE))
+    assert artifacts.verify(folder, "vlm") == folder

@@ -257,7 +257,9 @@ class VLM(CaptionLoss, keras.Model):
             see each other in both directions (a prefix-LM over the image, as PaliGemma's prefix).
             Either way the words see every image token and the words before them, and the image
             never sees the words. (On 3,000 images × 5 epochs, one seed, "full" did not help:
-            VQA 0.870 against 0.890, captions' exact match 0.666 against 0.738.)
+            VQA 0.870 against 0.890, captions' exact match 0.666 against 0.738; nor did image
+            tokens that pass through no block, every block reading them as they entered, the
+            captioner's way: 0.875 and 0.637.)
     """
 
     fusion, attention_weight = "prefix", 0.0  # read by CaptionLoss: no attention regulariser here
