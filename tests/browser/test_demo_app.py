@@ -23,6 +23,7 @@ DEMO_WIDGETS = [
     ("captioning-explorer", driver.check_captioning_explorer),
     ("search", driver.check_search),
     ("vqa-explorer", driver.check_vqa_explorer),
+    ("vlm-explorer", driver.check_vlm_explorer),
     ("text-to-image", driver.check_text_to_image),
     ("latent-sliders", driver.check_latent_sliders),
     ("convolution-playground", driver.check_convolution_playground),
