@@ -272,6 +272,8 @@ def test_bad_arguments(vocab):
         V.VLM(vocab.words[4:], d_model=18, num_heads=2)
     with pytest.raises(ValueError, match="questions must be"):
         V.task_batches(np.zeros((1, 8, 8, 8)), {"question_counts": np.ones(1)}, questions=0)
+    with pytest.raises(ValueError, match="image_attention"):
+        V.VLM(vocab.words[4:], image_attention="none")
 
 
 

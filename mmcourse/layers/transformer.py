@@ -145,8 +145,8 @@ class TransformerBlock(keras.layers.Layer):
     Call: ``(x (batch, T, d), memory=None, mask=None, memory_mask=None, training=None)``;
     ``mask`` (batch, T) marks real tokens (Keras's convention: True where a token may be
     attended to), or (batch, T, T) which keys each position sees (it then replaces the causal
-    mask: a prefix-LM's, say, whose prefix sees itself both ways). Returns ``x`` of the same shape; the attention weights of the last call are
-    kept in ``self_weights`` (batch, heads, T, T) and ``cross_weights`` (batch, heads, T, T_mem).
+    mask: a prefix-LM's, say, whose prefix sees itself both ways). Returns ``x`` of the same
+    shape; the attention weights of the last call are kept in ``self_weights`` (batch, heads, T, T) and ``cross_weights`` (batch, heads, T, T_mem).
     """
 
     def __init__(self, num_heads: int, hidden: int, *, causal: bool = False, cross_attention: bool = False,

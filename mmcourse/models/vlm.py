@@ -208,7 +208,7 @@ def task_batches(images, tables: dict, *, questions: int = 8, batch_size: int = 
     log_weights = tf.constant(np.where(real, np.log(weights), -np.inf).astype(np.float32))  # (n, Q): padding never drawn
     refs = tables["caption_inputs"].shape[1]
 
-    n_questions = {"both": questions, "captions": 0, "questions": 1 + questions}[tasks]
+    n_questions = 1 + questions if tasks == "questions" else questions  # "captions" draws none
 
     def draw(table_pair, rows, logits, count, stream, step):
         key = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), step]), stream)  # not pick_reference's stream
