@@ -230,6 +230,34 @@ def test_a_first_batch_that_does_not_split_evenly_trains_on_several_replicas():
         assert np.isfinite(compiled.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["mae"])
 
 
+class TracedRegression(Regression):
+    """Regression that counts how often its step is traced (Python runs in a graph only while tracing)."""
+
+    traces = 0
+
+    def train_step(self, data):
+        type(self).traces += not tf.executing_eagerly()
+        return super().train_step(data)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["own loss", "compiled loss and metrics"])
+def test_on_one_device_the_train_step_is_traced_once(compiled):
+    """On one device Keras creates the optimizer's moments and the metrics inside the first trace,
+    and TensorFlow then traces the step again; training.compile builds them first, so once."""
+    x = np.random.default_rng(0).normal(size=(96, 4)).astype("float32")
+    y = np.sin(x.sum(1, keepdims=True))
+    with device.use("float32", None) as run:
+        with run.strategy.scope(), training.seeded(0):
+            model = TracedRegression()
+            model(x[:1])  # built, as the course's models are before they train
+            arguments = dict(loss="mse", metrics=["mae"]) if compiled else {}
+            training.compile(model, keras.optimizers.Adam(1e-2), **arguments)
+        TracedRegression.traces = 0
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    assert model.optimizer.built
+    assert TracedRegression.traces == 1
+
+
 class MeanRegression(Regression):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return training_module.replica_mean((training_module.as_float32(y_pred) - y) ** 2)
