@@ -1,0 +1,166 @@
+"""Denoising diffusion (Ho et al., 2020; Song et al., 2021): the noise schedule, the forward
+process in closed form, and the two samplers, for images or latents of any shape.
+
+The forward process adds Gaussian noise in ``T`` small steps, ``q(x_t | x_{t−1}) =
+N(√(1 − β_t) x_{t−1}, β_t I)``; with ``α_t = 1 − β_t`` and ``ᾱ_t = α_1 ⋯ α_t`` any step can be
+reached at once::
+
+    x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε,      ε ~ N(0, I)                       (q_sample)
+
+A denoiser ``ε̂(x_t, t)`` trained to predict that ε (the "simple" loss, ``‖ε − ε̂‖²``) is all
+both samplers need:
+
+- **DDPM** (ancestral): ``x_{t−1} = (x_t − β_t / √(1 − ᾱ_t) · ε̂) / √α_t + σ_t z`` with
+  ``σ_t² = β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)``, every one of the ``T`` steps.
+- **DDIM**: predict ``x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t``, then jump to an earlier step ``s``
+  of a shorter sequence: ``x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z``; ``eta = 0`` makes it
+  deterministic, ``eta = 1`` with every step is DDPM again.
+
+**Classifier-free guidance** (Ho & Salimans, 2021) mixes a conditional and an unconditional
+prediction of the same network, ``ε̂ = ε̂_∅ + w (ε̂_c − ε̂_∅)`` (:func:`guided_noise`): ``w = 1``
+is the conditional model, ``w > 1`` pushes further from what the unconditional one would draw.
+
+Steps are numbered ``t = 0 … T−1`` here (``ᾱ[t]`` is the formulas' ``ᾱ_{t+1}``), and
+``ᾱ_{−1} = 1``: the sample after the last step is ``x_0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcourse.checks import check_positive_int
+from mmcourse._tf import tensorflow
+
+tensorflow()
+
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+from keras import ops  # noqa: E402
+
+__all__ = ["SCHEDULES", "Schedule", "schedule", "guided_noise", "ddpm_sample", "ddim_sample", "ddim_steps"]
+
+#: The noise schedules :func:`schedule` knows.
+SCHEDULES = ("cosine", "linear")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A noise schedule of ``T`` steps: ``betas``, ``alphas`` and ``alpha_bars`` (float64, length T)."""
+
+    betas: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alphas(self) -> np.ndarray:
+        return 1.0 - self.betas
+
+    @property
+    def alpha_bars(self) -> np.ndarray:
+        return np.cumprod(self.alphas)
+
+    def alpha_bar_before(self, t) -> np.ndarray:
+        """``ᾱ`` of the step before each ``t`` (1 before the first)."""
+        t = np.asarray(t)
+        return np.where(t > 0, self.alpha_bars[np.maximum(t - 1, 0)], 1.0)
+
+    def q_sample(self, x0, t, noise):
+        """``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε`` for a batch: ``t`` one step per row (ints), ``noise`` like ``x0``."""
+        x0 = ops.convert_to_tensor(x0)
+        a = self._per_row(np.sqrt(self.alpha_bars)[np.asarray(t)], x0)
+        b = self._per_row(np.sqrt(1.0 - self.alpha_bars)[np.asarray(t)], x0)
+        return a * x0 + b * ops.cast(noise, x0.dtype)
+
+    def posterior(self, x0, xt, t):
+        """Mean and variance of ``q(x_{t−1} | x_t, x_0)``, the Gaussian DDPM's step aims at:
+        ``μ = √ᾱ_{t−1} β_t / (1 − ᾱ_t) · x_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · x_t``, ``β̃_t`` as above."""
+        t = np.asarray(t)
+        before, now = self.alpha_bar_before(t), self.alpha_bars[t]
+        x0 = ops.convert_to_tensor(x0)
+        mean = (self._per_row(np.sqrt(before) * self.betas[t] / (1 - now), x0) * x0
+                + self._per_row(np.sqrt(self.alphas[t]) * (1 - before) / (1 - now), x0) * ops.cast(xt, x0.dtype))
+        return mean, self.betas[t] * (1 - before) / (1 - now)
+
+    @staticmethod
+    def _per_row(values, like):
+        """Per-row scalars ``(n,)`` shaped to broadcast over a batch like ``like``."""
+        values = np.asarray(values, np.float64)
+        return ops.cast(np.reshape(values, values.shape + (1,) * (len(like.shape) - values.ndim)), like.dtype)
+
+
+def schedule(steps: int = 1000, kind: str = "cosine", *, beta_range=(1e-4, 0.02), offset: float = 0.008, max_beta: float = 0.999) -> Schedule:
+    """A :class:`Schedule` of ``steps`` steps.
+
+    ``"linear"`` (Ho et al.): β rising evenly over ``beta_range``. ``"cosine"`` (Nichol &
+    Dhariwal, 2021): ``ᾱ(t) = f(t)/f(0)``, ``f(t) = cos²((t/T + s)/(1 + s) · π/2)``, each β
+    capped at ``max_beta``: the image fades more evenly and the last steps are not wasted on
+    pure noise (which a linear schedule reaches long before ``T`` for small images).
+    """
+    steps = check_positive_int(steps, "steps")
+    if kind == "linear":
+        return Schedule(np.linspace(beta_range[0], beta_range[1], steps, dtype=np.float64))
+    if kind != "cosine":
+        raise ValueError(f"kind is one of {SCHEDULES}, got {kind!r}")
+    f = np.cos((np.arange(steps + 1) / steps + offset) / (1 + offset) * np.pi / 2) ** 2
+    return Schedule(np.minimum(1.0 - f[1:] / f[:-1], max_beta))
+
+
+def guided_noise(conditional, unconditional, guidance: float):
+    """Classifier-free guidance: ``ε̂_∅ + w (ε̂_c − ε̂_∅)``."""
+    return unconditional + guidance * (conditional - unconditional)
+
+
+def ddim_steps(total: int, steps: int) -> np.ndarray:
+    """``steps`` of the ``total`` steps, evenly spaced, the last one ``total − 1``, from high to low."""
+    steps = check_positive_int(steps, "steps")
+    if steps > total:
+        raise ValueError(f"at most {total} steps (the schedule's), got {steps}")
+    return np.unique(np.round(np.linspace(0, total - 1, steps)).astype(int))[::-1]
+
+
+def _timesteps(t: int, n: int):
+    return ops.full((n,), t, dtype="int32")
+
+
+def ddpm_sample(predict_noise, sched: Schedule, noise, *, seed: int = 0, callback=None):
+    """Ancestral sampling through all ``T`` steps from ``noise`` (the ``x_T``, a batch).
+
+    ``predict_noise(x_t, t)`` returns ``ε̂`` for a batch (``t`` an int32 vector). ``callback(t,
+    x_t, x0_hat)``, when given, sees every step (to draw the denoising). Returns ``x_0``.
+    """
+    generator = keras.random.SeedGenerator(seed)
+    x = ops.convert_to_tensor(noise, "float32")
+    n = x.shape[0]
+    for t in range(sched.steps - 1, -1, -1):
+        eps = ops.cast(predict_noise(x, _timesteps(t, n)), "float32")
+        if callback is not None:
+            callback(t, x, (x - np.sqrt(1 - sched.alpha_bars[t]) * eps) / np.sqrt(sched.alpha_bars[t]))
+        x = (x - sched.betas[t] / np.sqrt(1 - sched.alpha_bars[t]) * eps) / np.sqrt(sched.alphas[t])
+        if t > 0:
+            variance = sched.betas[t] * (1 - sched.alpha_bars[t - 1]) / (1 - sched.alpha_bars[t])
+            x = x + np.sqrt(variance) * keras.random.normal(ops.shape(x), seed=generator)
+    return x
+
+
+def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: float = 0.0, seed: int = 0, callback=None):
+    """DDIM sampling in ``steps`` jumps (:func:`ddim_steps`) from ``noise``; ``eta`` 0 is
+    deterministic, 1 adds DDPM's noise. ``predict_noise`` and ``callback`` as in :func:`ddpm_sample`."""
+    generator = keras.random.SeedGenerator(seed)
+    x = ops.convert_to_tensor(noise, "float32")
+    n = x.shape[0]
+    sequence = ddim_steps(sched.steps, steps)
+    for k, t in enumerate(sequence):
+        eps = ops.cast(predict_noise(x, _timesteps(int(t), n)), "float32")
+        now = sched.alpha_bars[t]
+        before = sched.alpha_bars[sequence[k + 1]] if k + 1 < len(sequence) else 1.0
+        x0_hat = (x - np.sqrt(1 - now) * eps) / np.sqrt(now)
+        if callback is not None:
+            callback(int(t), x, x0_hat)
+        sigma = eta * np.sqrt((1 - before) / (1 - now) * (1 - now / before))
+        x = np.sqrt(before) * x0_hat + np.sqrt(max(1 - before - sigma**2, 0.0)) * eps
+        if sigma > 0:
+            x = x + sigma * keras.random.normal(ops.shape(x), seed=generator)
+    return x

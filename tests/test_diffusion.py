@@ -1,0 +1,117 @@
+"""The diffusion schedule, forward process and samplers against independent computations."""
+
+import keras
+import numpy as np
+import pytest
+
+from mmcourse.models import diffusion
+
+
+@pytest.mark.parametrize("kind", diffusion.SCHEDULES)
+def test_schedules_fade_from_the_image_to_noise(kind):
+    sched = diffusion.schedule(1000, kind)
+    ab = sched.alpha_bars
+    assert sched.steps == 1000 and np.all(np.diff(ab) < 0)
+    assert ab[0] > 0.999 and ab[-1] < 1e-4
+    assert np.all((sched.betas > 0) & (sched.betas <= 0.999))
+    assert np.allclose(np.cumprod(1 - sched.betas), ab)
+
+
+def test_cosine_schedule_follows_its_formula():
+    T, s = 100, 0.008
+    sched = diffusion.schedule(T, "cosine")
+    t = np.arange(1, T)  # the last step is capped
+    f = lambda t: np.cos((t / T + s) / (1 + s) * np.pi / 2) ** 2  # noqa: E731
+    assert np.allclose(sched.alpha_bars[t - 1], f(t) / f(0), rtol=1e-9)
+
+
+def test_q_sample_matches_running_the_chain_step_by_step():
+    """Monte Carlo: 40,000 chains of x_t = √(1-β_t) x_{t-1} + √β_t z reach mean √ᾱ_t x_0 and variance 1 - ᾱ_t."""
+    sched = diffusion.schedule(50, "linear", beta_range=(1e-3, 0.1))
+    rng = np.random.default_rng(0)
+    x0 = np.array([1.5, -0.7, 0.0])
+    x = np.repeat(x0[None], 40_000, 0)
+    for t in range(sched.steps):
+        x = np.sqrt(1 - sched.betas[t]) * x + np.sqrt(sched.betas[t]) * rng.normal(size=x.shape)
+        if t in (0, 9, 49):
+            closed = np.asarray(diffusion.Schedule.q_sample(sched, np.repeat(x0[None], 40_000, 0).astype("float32"),
+                                                             np.full(40_000, t), rng.normal(size=x.shape).astype("float32")))
+            for sample in (x, closed):
+                assert np.allclose(sample.mean(0), np.sqrt(sched.alpha_bars[t]) * x0, atol=0.02)
+                assert np.allclose(sample.var(0), 1 - sched.alpha_bars[t], atol=0.02 * max(1 - sched.alpha_bars[t], 0.05))
+
+
+def test_posterior_is_the_product_of_the_two_gaussians():
+    """q(x_{t-1} | x_t, x_0) ∝ N(x_t; √α_t x_{t-1}, β_t) N(x_{t-1}; √ᾱ_{t-1} x_0, 1 - ᾱ_{t-1}), completed by hand."""
+    sched = diffusion.schedule(30, "cosine")
+    rng = np.random.default_rng(1)
+    t = np.array([0, 1, 7, 29])
+    x0, xt = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    mean, variance = sched.posterior(x0.astype("float32"), xt.astype("float32"), t)
+    a, b = sched.alphas[t], sched.betas[t]
+    prior_mean = np.sqrt(np.r_[1.0, sched.alpha_bars][t])[:, None] * x0
+    prior_var = 1 - np.r_[1.0, sched.alpha_bars][t]
+    precision = a / b + np.where(prior_var > 0, 1 / np.maximum(prior_var, 1e-300), np.inf)
+    by_hand_var = 1 / precision
+    by_hand_mean = np.where(prior_var[:, None] > 0,
+                            by_hand_var[:, None] * (np.sqrt(a)[:, None] * xt / b[:, None] + prior_mean / np.maximum(prior_var, 1e-300)[:, None]),
+                            x0)
+    assert np.allclose(variance, by_hand_var, atol=1e-12)
+    assert np.allclose(np.asarray(mean), by_hand_mean, atol=1e-5)
+
+
+def _oracle(sched, x0):
+    """The perfect denoiser for one known x_0: ε = (x_t - √ᾱ_t x_0) / √(1 - ᾱ_t)."""
+    def predict(x, t):
+        ab = sched.alpha_bars[np.asarray(t)][:, None, None, None]
+        return (np.asarray(x) - np.sqrt(ab) * x0) / np.sqrt(1 - ab)
+    return predict
+
+
+@pytest.mark.parametrize("steps", [1000, 50, 10])
+def test_ddim_with_a_perfect_denoiser_returns_the_image(steps):
+    sched = diffusion.schedule(1000)
+    rng = np.random.default_rng(2)
+    x0 = rng.uniform(-1, 1, size=(3, 4, 4, 2)).astype("float32")
+    out = diffusion.ddim_sample(_oracle(sched, x0), sched, rng.normal(size=x0.shape), steps=steps)
+    assert np.allclose(np.asarray(out), x0, atol=1e-3)
+
+
+def test_ddpm_with_a_perfect_denoiser_returns_the_image():
+    sched = diffusion.schedule(200)
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(-1, 1, size=(2, 4, 4, 1)).astype("float32")
+    seen = []
+    out = diffusion.ddpm_sample(_oracle(sched, x0), sched, rng.normal(size=x0.shape), callback=lambda t, x, x0_hat: seen.append(t))
+    assert np.allclose(np.asarray(out), x0, atol=1e-3)
+    assert seen == list(range(199, -1, -1))
+
+
+def test_ddim_with_eta_one_and_every_step_is_ddpm():
+    """The same noise draws: DDIM's σ at eta = 1 is DDPM's √β̃_t, and its mean is DDPM's mean."""
+    sched = diffusion.schedule(40, "linear", beta_range=(1e-3, 0.2))
+    rng = np.random.default_rng(4)
+    start = rng.normal(size=(2, 3, 3, 1)).astype("float32")
+    w = rng.normal(size=(1, 3, 3, 1)).astype("float32")
+    denoiser = lambda x, t: np.tanh(np.asarray(x) * w + np.asarray(t)[:, None, None, None] / 40)  # noqa: E731  (any function of x, t)
+    ddpm = diffusion.ddpm_sample(denoiser, sched, start, seed=5)
+    ddim = diffusion.ddim_sample(denoiser, sched, start, steps=40, eta=1.0, seed=5)
+    assert np.allclose(np.asarray(ddpm), np.asarray(ddim), atol=1e-4)
+
+
+def test_ddim_steps_and_guidance():
+    assert list(diffusion.ddim_steps(1000, 5)) == [999, 749, 500, 250, 0]
+    assert list(diffusion.ddim_steps(10, 10)) == list(range(9, -1, -1))
+    with pytest.raises(ValueError, match="at most 10"):
+        diffusion.ddim_steps(10, 11)
+    c, u = np.array([1.0, 2.0]), np.array([0.0, 4.0])
+    assert np.allclose(diffusion.guided_noise(c, u, 0.0), u) and np.allclose(diffusion.guided_noise(c, u, 1.0), c)
+    assert np.allclose(diffusion.guided_noise(c, u, 3.0), [3.0, -2.0])
+    with pytest.raises(ValueError, match="kind is one of"):
+        diffusion.schedule(10, "square")
+
+
+def test_q_sample_keeps_the_batch_dtype():
+    sched = diffusion.schedule(10)
+    x = keras.ops.ones((2, 3), dtype="float16")
+    assert keras.backend.standardize_dtype(sched.q_sample(x, [0, 9], np.zeros((2, 3))).dtype) == "float16"
