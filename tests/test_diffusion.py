@@ -115,3 +115,50 @@ def test_q_sample_keeps_the_batch_dtype():
     sched = diffusion.schedule(10)
     x = keras.ops.ones((2, 3), dtype="float16")
     assert keras.backend.standardize_dtype(sched.q_sample(x, [0, 9], np.zeros((2, 3))).dtype) == "float16"
+
+
+def test_noised_batches_follow_q_sample_and_drop_captions():
+    from mmcourse.models.denoiser import null_caption
+
+    sched = diffusion.schedule(100)
+    rng = np.random.default_rng(6)
+    latents = rng.normal(size=(40, 4, 4, 2)).astype("float32")
+    captions = rng.integers(4, 30, size=(40, 3, 16)).astype("int32")
+    stream = diffusion.noised_batches(latents, captions, sched, batch_size=40, epochs=50, seed=1, drop=0.3)
+    dropped = 0
+    seen = []
+    for inputs, noise in stream:
+        noisy, t, caption = (np.asarray(inputs[k]) for k in ("noisy", "t", "caption"))
+        assert noisy.shape == (40, 4, 4, 2) and t.dtype == np.int32 and 0 <= t.min() and t.max() < 100
+        # which latent each row is: x_0 = (x_t - √(1-ᾱ) ε) / √ᾱ must be one of the table's rows
+        x0 = (noisy - np.sqrt(1 - sched.alpha_bars[t])[:, None, None, None] * np.asarray(noise)) / np.sqrt(sched.alpha_bars[t])[:, None, None, None]
+        distance = np.abs(x0[:, None] - latents[None]).reshape(40, 40, -1).max(-1)
+        rows = distance.argmin(1)
+        assert np.all(distance.min(1) < 1e-3 / np.sqrt(sched.alpha_bars[t]).clip(1e-2))
+        is_null = (caption == null_caption()).all(1)
+        dropped += is_null.sum()
+        for r, c, null in zip(rows, caption, is_null):
+            assert null or any((c == ref).all() for ref in captions[r])
+        seen.append(np.asarray(noise))
+    assert 0.25 < dropped / (40 * 50) < 0.35
+    noise = np.concatenate(seen)
+    assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1) < 0.02
+    again = next(iter(diffusion.noised_batches(latents, captions, sched, batch_size=40, epochs=1, seed=1, drop=0.3)))
+    assert np.array_equal(np.asarray(again[1]), seen[0])  # the same seed draws the same batches
+
+
+def test_a_short_training_lowers_the_denoising_loss():
+    """Latents that are a caption's colour, constant over the grid: a few epochs learn to predict
+    the noise far better than ε̂ = 0 (whose loss is 1)."""
+    from mmcourse.data import shapes
+
+    rng = np.random.default_rng(7)
+    captions = ["a small red square", "a small blue circle", "a large green triangle"]
+    ids = shapes.encode_captions(captions)
+    which = rng.integers(0, 3, size=192)
+    colours = np.array([[1.0, -1.0], [-1.0, 1.0], [0.5, 0.5]], np.float32)
+    latents = np.broadcast_to(colours[which][:, None, None, :], (192, 8, 8, 2)).copy()
+    model, history, seconds = diffusion.train_denoiser(latents, ids[which][:, None], sched=diffusion.schedule(100), epochs=6, batch_size=32,
+                                                       learning_rate=3e-3, ema=None, seed=0, progress=False, width=16, text_width=16,
+                                                       num_heads=2)
+    assert history["loss"][-1] < 0.5 < history["loss"][0] and seconds > 0

@@ -164,3 +164,83 @@ def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: 
         if sigma > 0:
             x = x + sigma * keras.random.normal(ops.shape(x), seed=generator)
     return x
+
+
+# --------------------------------------------------------------------------- training the denoiser
+
+
+def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, epochs: int = 1, seed: int = 0, drop: float = 0.1):
+    """A ``tf.data`` stream of ``({"noisy", "t", "caption"}, ε)`` batches for the simple loss.
+
+    ``latents (n, s, s, c)`` are the clean ``x_0`` (scaled latents, or images in [−1, 1]);
+    ``captions (n, refs, L)`` word ids, one of each row's references drawn per step. Every row
+    gets a step ``t`` uniform in ``0 … T−1`` and fresh noise ε, and ``x_t`` from
+    :meth:`Schedule.q_sample`; with probability ``drop`` its caption becomes the empty one
+    (:func:`mmcourse.models.denoiser.null_caption`: classifier-free guidance's unconditional
+    model). All drawn from ``(seed, step)``, so one device and several replicas train alike
+    (:mod:`mmcourse.data.pipeline`).
+    """
+    from mmcourse.data import pipeline
+    from mmcourse.models.denoiser import null_caption
+
+    tf = tensorflow()
+    if not 0 <= drop < 1:
+        raise ValueError(f"drop is a probability below 1, got {drop!r}")
+    latents_t, captions_t = tf.constant(np.asarray(latents, np.float32)), tf.constant(np.asarray(captions, np.int32))
+    root_bars = tf.constant(np.sqrt(sched.alpha_bars), tf.float32)
+    root_rest = tf.constant(np.sqrt(1 - sched.alpha_bars), tf.float32)
+    empty = tf.constant(null_caption(captions_t.shape[-1]))
+    refs = captions_t.shape[1]
+
+    def gather(step, rows):
+        key = tf.stack([tf.cast(seed, tf.int64), step])
+        n = tf.shape(rows)[0]
+        x0 = tf.gather(latents_t, rows)
+        caption = pipeline.take(captions_t, rows, pipeline.pick_reference(rows, refs, seed=seed, step=step))
+        draw = lambda stream: tf.random.experimental.stateless_fold_in(key, stream)  # noqa: E731  (not pick_reference's stream)
+        t = tf.random.stateless_uniform((n,), seed=draw(1), maxval=sched.steps, dtype=tf.int32)
+        noise = tf.random.stateless_normal(tf.shape(x0), seed=draw(2))
+        noisy = tf.gather(root_bars, t)[:, None, None, None] * x0 + tf.gather(root_rest, t)[:, None, None, None] * noise
+        dropped = tf.random.stateless_uniform((n,), seed=draw(3)) < drop
+        caption = tf.where(dropped[:, None], empty[None], caption)
+        return {"noisy": noisy, "t": t, "caption": caption}, noise
+
+    return pipeline.batches(len(latents), gather, batch_size=batch_size, epochs=epochs, seed=seed)
+
+
+def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
+                   drop: float = 0.1, ema: float | None = 0.999, seed: int = 0, progress: bool = True, **denoiser_args):
+    """Build :func:`mmcourse.models.denoiser.build_denoiser` for ``latents``' shape and train it
+    on :func:`noised_batches` with the simple loss ``‖ε − ε̂‖²``. Returns ``(model, history, seconds)``.
+
+    Built from ``seed`` and compiled in :func:`mmcourse.device.strategy`'s scope (precision and
+    replicas as the surrounding ``device.use``); Adam, its step falling along a half cosine; with
+    ``ema`` the weights at the end are the exponential moving average of the steps' weights
+    (Keras's ``use_ema``: samples from an average are smoother than from the last step's weights).
+    """
+    from mmcourse import device
+    from mmcourse import training as training_lib
+    from mmcourse.checks import check_seed
+    from mmcourse.models.denoiser import build_denoiser
+
+    import time
+
+    seed = check_seed(seed)
+    epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
+    sched = sched or schedule()
+    latents = np.asarray(latents, np.float32)
+    steps = -(-len(latents) // batch_size)
+    optimizer_args = dict(use_ema=True, ema_momentum=ema) if ema else {}
+    with device.strategy().scope(), training_lib.seeded(seed):
+        model = build_denoiser(latents.shape[1:], caption_length=np.shape(captions)[-1], **denoiser_args)
+        schedule_ = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
+        training_lib.compile(model, keras.optimizers.Adam(schedule_, **optimizer_args), loss="mse")
+    stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop)
+    callbacks = []
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks.append(TqdmCallback(verbose=0, desc="train denoiser"))
+    start = time.perf_counter()
+    history = model.fit(stream, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
+    return model, history.history, time.perf_counter() - start
