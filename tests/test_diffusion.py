@@ -162,3 +162,52 @@ def test_a_short_training_lowers_the_denoising_loss():
                                                        learning_rate=3e-3, ema=None, seed=0, progress=False, width=16, text_width=16,
                                                        num_heads=2)
     assert history["loss"][-1] < 0.5 < history["loss"][0] and seconds > 0
+
+
+class _Recorder(keras.Model):
+    """A stand-in denoiser: ε̂ = (caption's first word id) · 0.01 · x, recording its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        inputs = {"noisy": keras.Input((4, 4, 2)), "t": keras.Input((), dtype="int32"), "caption": keras.Input((16,), dtype="int32")}
+        self._inputs_spec = inputs
+
+    @property
+    def input(self):
+        return self._inputs_spec
+
+    def call(self, inputs, training=False):
+        self.calls.append(np.asarray(inputs["caption"]).copy())
+        scale = keras.ops.cast(inputs["caption"][:, 1], "float32")[:, None, None, None] * 0.01
+        return scale * inputs["noisy"]
+
+
+def test_guidance_mixes_the_conditional_and_empty_caption_predictions():
+    from mmcourse.data import shapes
+    from mmcourse.models.denoiser import null_caption
+
+    ids = shapes.encode_captions(["a small red square", "a large blue circle"])
+    x = np.random.default_rng(8).normal(size=(2, 4, 4, 2)).astype("float32")
+    t = np.array([3, 3], np.int32)
+    model = _Recorder()
+    conditional = np.asarray(diffusion.guided_predictor(model, ids, 1.0)(x, t))
+    assert len(model.calls) == 1 and np.array_equal(model.calls[0], ids)
+    guided = np.asarray(diffusion.guided_predictor(model, ids, 4.0)(x, t))
+    assert np.array_equal(model.calls[1], np.concatenate([ids, np.tile(null_caption(), (2, 1))]))
+    unconditional = null_caption()[1] * 0.01 * x
+    assert np.allclose(guided, unconditional + 4.0 * (conditional - unconditional), atol=1e-6)
+
+
+def test_draw_latents_is_repeatable_and_checks_its_sampler():
+    from mmcourse.data import shapes
+
+    ids = shapes.encode_captions(["a small red square"] * 3)
+    sched = diffusion.schedule(50)
+    one = np.asarray(diffusion.draw_latents(_Recorder(), ids, sched=sched, steps=5, seed=3))
+    two = np.asarray(diffusion.draw_latents(_Recorder(), ids, sched=sched, steps=5, seed=3))
+    other = np.asarray(diffusion.draw_latents(_Recorder(), ids, sched=sched, steps=5, seed=4))
+    assert one.shape == (3, 4, 4, 2) and np.array_equal(one, two) and not np.allclose(one, other)
+    assert np.asarray(diffusion.draw_latents(_Recorder(), ids, sched=sched, sampler="ddpm", seed=3)).shape == (3, 4, 4, 2)
+    with pytest.raises(ValueError, match="sampler is"):
+        diffusion.draw_latents(_Recorder(), ids, sched=sched, sampler="euler")

@@ -38,7 +38,8 @@ tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["SCHEDULES", "Schedule", "schedule", "guided_noise", "ddpm_sample", "ddim_sample", "ddim_steps"]
+__all__ = ["SCHEDULES", "Schedule", "schedule", "guided_noise", "ddpm_sample", "ddim_sample", "ddim_steps", "noised_batches", "train_denoiser",
+           "guided_predictor", "draw_latents"]
 
 #: The noise schedules :func:`schedule` knows.
 SCHEDULES = ("cosine", "linear")
@@ -244,3 +245,41 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
     start = time.perf_counter()
     history = model.fit(stream, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
     return model, history.history, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def guided_predictor(model: keras.Model, caption_ids, guidance: float = 3.0):
+    """``predict_noise(x_t, t)`` for the samplers: ``model``'s ε̂ for captions ``caption_ids (n, L)``,
+    classifier-free guided with scale ``guidance`` (:func:`guided_noise`; one forward pass of
+    ``2n`` rows, the captions and the empty caption, when ``guidance`` is not 1)."""
+    from mmcourse.models.denoiser import null_caption
+
+    caption_ids = np.asarray(caption_ids, np.int32)
+    empty = np.tile(null_caption(caption_ids.shape[-1]), (len(caption_ids), 1))
+
+    def predict(x, t):
+        if guidance == 1:
+            return model({"noisy": x, "t": t, "caption": caption_ids}, training=False)
+        both = model({"noisy": ops.concatenate([x, x]), "t": ops.concatenate([t, t]), "caption": np.concatenate([caption_ids, empty])},
+                     training=False)
+        conditional, unconditional = ops.split(ops.cast(both, "float32"), 2)
+        return guided_noise(conditional, unconditional, guidance)
+
+    return predict
+
+
+def draw_latents(model: keras.Model, caption_ids, *, sched: Schedule, guidance: float = 3.0, steps: int = 25, sampler: str = "ddim",
+                 seed: int = 0, callback=None):
+    """Latents for each caption (``caption_ids (n, L)``), from noise drawn from ``seed``: DDIM in
+    ``steps`` (deterministic) or ancestral DDPM through every step (``sampler="ddpm"``)."""
+    caption_ids = np.asarray(caption_ids, np.int32)
+    shape = (len(caption_ids), *model.input["noisy"].shape[1:])
+    noise = keras.random.normal(shape, seed=keras.random.SeedGenerator(seed))
+    predict = guided_predictor(model, caption_ids, guidance)
+    if sampler == "ddim":
+        return ddim_sample(predict, sched, noise, steps=steps, seed=seed + 1, callback=callback)
+    if sampler == "ddpm":
+        return ddpm_sample(predict, sched, noise, seed=seed + 1, callback=callback)
+    raise ValueError(f"sampler is 'ddim' or 'ddpm', got {sampler!r}")
