@@ -100,3 +100,20 @@ def test_attention_grounding_counts_peaks_on_the_named_object():
     assert attention_grounding([other], [right], [scene])["words"] == 2
     with pytest.raises(ValueError, match="one attention map per word"):
         attention_grounding([caption], [right[:3]], [scene])
+
+
+def test_same_description_reads_past_wording_and_order():
+    from mmcourse.metrics import same_description
+
+    prompts = ["a small red square left of a large blue circle"] * 5 + ["a small green triangle"] * 3
+    read = ["there is a large blue circle right of a small red square",  # the same scene, said the other way round
+            "a picture of a small red square left of a large blue circle",
+            "a small red square right of a large blue circle",  # relation wrong
+            "a small red square",  # an object missing
+            "a small red square left of a large blue",  # does not parse
+            "an image of a small green triangle",
+            "a small green triangle above a small red square",  # an object too many
+            "a large green triangle"]
+    assert same_description(read, prompts).tolist() == [True, True, False, False, False, True, False, False]
+    with pytest.raises(ValueError):
+        same_description(["a small red square"], [])

@@ -15,8 +15,9 @@ from mmcourse.metrics.captioning import (
     exact_match,
     mentioned_objects,
     object_scores,
+    same_description,
 )
 from mmcourse.metrics.retrieval import instance_relevance, ranks, recall_at_k, semantic_relevance
 
-__all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores",
+__all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores", "same_description",
            "instance_relevance", "ranks", "recall_at_k", "semantic_relevance"]

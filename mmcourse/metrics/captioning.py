@@ -101,6 +101,23 @@ def exact_match(captions: Sequence[str], scenes: Sequence[shapes.Scene]) -> np.n
     return np.array(out, bool)
 
 
+def same_description(read: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
+    """Per pair: the caption ``read`` (a captioner's reading of a drawing) parses and says what
+    the prompt says — the same objects and relation, in any order or wording ("a small red
+    square left of …" and "there is … right of a small red square" agree). A text-to-image
+    model's drawing is true to its prompt by this reading when a captioner that reads real
+    scenes right describes it as the prompt does. Prompts must parse; a read caption that does
+    not counts as disagreeing."""
+    out = []
+    for caption, prompt in zip(read, prompts, strict=True):
+        wanted = shapes.parse_caption(prompt).description()
+        try:
+            out.append(shapes.parse_caption(caption).description() == wanted)
+        except shapes.CaptionError:
+            out.append(False)
+    return np.array(out, bool)
+
+
 def mentioned_objects(caption: str) -> list[tuple[str, str, str]]:
     """Every ``a {size} {colour} {shape}`` phrase in a caption, grammatical or not."""
     return [m.groups() for m in _PHRASE.finditer(caption)]
