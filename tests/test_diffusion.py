@@ -211,3 +211,23 @@ def test_draw_latents_is_repeatable_and_checks_its_sampler():
     assert np.asarray(diffusion.draw_latents(_Recorder(), ids, sched=sched, sampler="ddpm", seed=3)).shape == (3, 4, 4, 2)
     with pytest.raises(ValueError, match="sampler is"):
         diffusion.draw_latents(_Recorder(), ids, sched=sched, sampler="euler")
+
+
+def test_the_denoiser_trains_alike_on_two_replicas_and_in_mixed_precision():
+    from mmcourse import device
+    from mmcourse.data import shapes
+
+    rng = np.random.default_rng(9)
+    ids = shapes.encode_captions(["a small red square", "a large blue circle"])
+    which = rng.integers(0, 2, size=64)
+    latents = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    arguments = dict(sched=diffusion.schedule(50), epochs=2, batch_size=16, learning_rate=1e-3, seed=0, progress=False, width=16,
+                     text_width=16, num_heads=2)
+    runs = {}
+    for precision, replicas in (("float32", None), ("float32", 2), ("mixed", 2)):
+        with device.use(precision, replicas):
+            model, history, _ = diffusion.train_denoiser(latents, ids[which][:, None], **arguments)
+        runs[precision, replicas] = history["loss"]
+    np.testing.assert_allclose(runs["float32", 2], runs["float32", None], rtol=1e-4)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) and np.isfinite(runs["mixed", 2]).all()
+    np.testing.assert_allclose(runs["mixed", 2], runs["float32", None], rtol=0.05)

@@ -75,3 +75,26 @@ def test_training_lowers_the_loss():
 def test_a_bad_factor_is_refused():
     with pytest.raises(ValueError, match="power of 2"):
         lae.LatentAutoencoder(factor=3)
+
+
+def _fit_sgd(precision, replicas):
+    """The autoencoder trained with plain SGD (a gradient of the wrong scale would change its steps, which Adam hides)."""
+    from mmcourse import device, training
+
+    x = to_unit(shapes.generate(64, seed=(3, 5)).images)
+    with device.use(precision, replicas) as run:
+        with run.strategy.scope(), training.seeded(0):
+            model = lae.LatentAutoencoder(width=8)
+            training.compile(model, keras.optimizers.SGD(0.5))
+        history = model.fit(pipeline.table_batches(x, batch_size=16, epochs=3, seed=0), epochs=3, steps_per_epoch=4, verbose=0)
+    return history.history["loss"], model
+
+
+def test_two_replicas_and_mixed_precision_train_like_one_device():
+    one, _ = _fit_sgd("float32", None)
+    two, _ = _fit_sgd("float32", 2)
+    np.testing.assert_allclose(two, one, rtol=1e-4)
+    mixed, model = _fit_sgd("mixed", 2)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(mixed).all() and one[-1] < one[0]
+    np.testing.assert_allclose(mixed, one, rtol=0.05)
