@@ -34,7 +34,7 @@ def test_q_sample_matches_running_the_chain_step_by_step():
     for t in range(sched.steps):
         x = np.sqrt(1 - sched.betas[t]) * x + np.sqrt(sched.betas[t]) * rng.normal(size=x.shape)
         if t in (0, 9, 49):
-            closed = np.asarray(diffusion.Schedule.q_sample(sched, np.repeat(x0[None], 40_000, 0).astype("float32"),
+            closed = np.asarray(sched.q_sample(np.repeat(x0[None], 40_000, 0).astype("float32"),
                                                              np.full(40_000, t), rng.normal(size=x.shape).astype("float32")))
             for sample in (x, closed):
                 assert np.allclose(sample.mean(0), np.sqrt(sched.alpha_bars[t]) * x0, atol=0.02)
