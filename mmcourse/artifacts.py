@@ -34,6 +34,7 @@ MODEL_COMMANDS = {
     "vqa": "mmcourse train vqa --profile full --out data/vqa",
     "transformer_captioner": "mmcourse train captioner --decoder transformer --profile full --out data/transformer_captioner",
     "vlm": "mmcourse train vlm --profile full --out data/vlm",
+    "diffusion": "mmcourse train diffusion --profile full --out data/diffusion",
 }
 
 
@@ -180,7 +181,7 @@ def verify(folder, name: str | None = None) -> Path:
 
 
 def shipped(name: str) -> Path:
-    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``transformer_captioner``, ``retrieval``, ``vae``, ``cvae``, ``judge``, ``gan``, ``vqa``, ``vlm``)."""
+    """The verified folder of the model shipped as ``data/<name>`` (``captioner``, ``transformer_captioner``, ``retrieval``, ``vae``, ``cvae``, ``judge``, ``gan``, ``vqa``, ``vlm``, ``diffusion``)."""
     from mmcourse import config
 
     return verify(config.shipped_dir(name), name)

@@ -13,11 +13,14 @@
                 vqa [--fusion early|late|product|film|attention]
                 judge                     (the scene reader that judges drawings; evaluates, not a course model)
                 vlm                       (one small vision-language model that captions and answers questions)
+                diffusion                 (text to image: a latent autoencoder and a caption-conditioned denoiser)
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
     mmcourse ask --model DIR IMAGE "QUESTION"   answer a question about an image (prints the answer)
     mmcourse ask --model DIR --caption IMAGE    caption an image with the VLM (prints the caption)
     mmcourse ask --model DIR --batch FILE       FILE: lines IMAGE<TAB>QUESTION (or IMAGE<TAB>caption:);
                                           prints IMAGE<TAB>QUESTION<TAB>ANSWER per line, in the same order
+    mmcourse draw --model DIR --out FOLDER [--n N] [--guidance W] [--steps S] [--seed S] CAPTION ... (or --captions FILE)
+                                          draw each caption with a diffusion model: FOLDER/NNN-K.png and FOLDER/captions.tsv
     mmcourse student [NOTEBOOK ...] [--out DIR]
                                           write the student edition: solutions removed, a cell to fill in and a check per exercise
     mmcourse slides [NOTEBOOK ...] [--out DIR] [--tag]
@@ -213,6 +216,50 @@ def _cmd_train_vlm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_diffusion(args: argparse.Namespace) -> int:
+    m = _train(args, "latent_diffusion")
+    print(f"latent diffusion model in {args.out} · trained in {m['train_seconds']:.0f} s (autoencoder {m['autoencoder_seconds']:.0f} s, "
+          f"denoiser {m['denoiser_seconds']:.0f} s) on {m['train_images']:,} images ({_where(m)})")
+    print(f"autoencoder: the captioner reads {m['reconstructions_read_back']:.3f} of its reconstructions right "
+          f"({m['originals_read_back']:.3f} of the originals)")
+    print(f"{m['prompts']:,} fresh prompts drawn with guidance {m['guidance']:g} in {m['steps']} DDIM steps "
+          f"({m['seconds_per_image'] * 1000:.0f} ms an image); true to their prompt:")
+    for reader, name in (("judge", "by the judge"), ("read_back", "read back")):
+        print(f"  {name:13} {m[f'{reader}_true']:.3f} · one object {m[f'{reader}_one_object']:.3f} · "
+              f"two objects {m[f'{reader}_two_objects']:.3f} · held-out pairs {_maybe(m[f'{reader}_held_out'])}")
+    print(f"metrics in {args.out / 'metrics.json'}")
+    return 0
+
+
+def _maybe(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    from mmcourse.models.latent_diffusion import draw_files
+
+    captions = list(args.captions)
+    if args.captions_file is not None:
+        try:
+            captions += [line.strip() for line in Path(args.captions_file).read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise ValueError(f"no captions file at {args.captions_file}") from None
+    if not captions:
+        raise ValueError("give captions to draw, or --captions FILE (one caption a line)")
+    if args.guidance < 0:
+        raise ValueError(f"--guidance must be at least 0, got {args.guidance:g}")
+    try:
+        written, errors = draw_files(args.model, captions, args.out, n=args.n, guidance=args.guidance, steps=args.steps, seed=args.seed)
+    except FileNotFoundError as error:
+        print(f"mmcourse draw: {error}", file=sys.stderr)
+        return 2
+    for line in errors:
+        print(line, file=sys.stderr)
+    print(f"{len(written)} drawing{'s' if len(written) != 1 else ''} of {len(captions) - len(errors)} caption"
+          f"{'s' if len(captions) - len(errors) != 1 else ''} in {args.out}/ (list: {args.out / 'captions.tsv'})")
+    return 1 if errors else 0
+
+
 def _ask_items(args: argparse.Namespace) -> tuple[list, list[str]]:
     """``(items, errors)``: the (image, question) pairs the ask command was given (``None``: a
     caption), and a line for each batch-file line that is not ``IMAGE<TAB>QUESTION``."""
@@ -360,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_target(train_sub, "vlm", "one small vision-language model that captions Shapes images and answers questions about them",
                       _cmd_train_vlm)
 
+    _add_train_target(train_sub, "diffusion", "text to image: a sharp latent autoencoder, then a caption-conditioned denoiser on its latents; "
+                      "drawings judged and read back", _cmd_train_diffusion)
+
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
     caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to 64×64, alpha dropped)")
@@ -379,6 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("image", nargs="?", default=None, help="a PNG or JPEG file of any size (resized to 64×64, alpha dropped)")
     ask.add_argument("question", nargs="?", default=None, help='e.g. "what colour is the circle" (quote it)')
     ask.set_defaults(func=_cmd_ask)
+
+    draw = sub.add_parser("draw", help="draw captions with a trained diffusion model: PNG files and captions.tsv",
+                          description="draw each caption with a model written by `mmcourse train diffusion`: FOLDER/NNN-K.png is "
+                                      "sample K of caption NNN (in the order given) and FOLDER/captions.tsv lists file and caption. "
+                                      "A caption outside the Shapes grammar is one line on stderr naming the word; the others are "
+                                      "still drawn and the exit status is 1.")
+    draw.add_argument("--model", type=Path, default=None,
+                      help="folder written by `mmcourse train diffusion --out DIR` (default: the shipped data/diffusion, checksum-verified)")
+    draw.add_argument("--out", type=Path, required=True, help="folder for the PNG files (created if needed)")
+    draw.add_argument("--n", type=_positive_int, default=1, help="drawings per caption (default 1)")
+    draw.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale w (1: none; default 3)")
+    draw.add_argument("--steps", type=_positive_int, default=25, help="DDIM steps (default 25)")
+    draw.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
+    draw.add_argument("--captions", dest="captions_file", type=Path, default=None, metavar="FILE", help="also draw every line of FILE")
+    draw.add_argument("captions", nargs="*", help='e.g. "a small red circle above a large blue square" (quote each)')
+    draw.set_defaults(func=_cmd_draw)
 
     student = sub.add_parser("student", help="write the student edition of the notebooks: solutions removed, checks kept")
     student.add_argument("notebooks", nargs="*", help="notebook files or folders (default: every notebook of the course)")

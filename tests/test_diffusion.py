@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from mmcourse._tf import tensorflow
 from mmcourse.models import diffusion
 
 
@@ -164,6 +165,15 @@ def test_a_short_training_lowers_the_denoising_loss():
     assert history["loss"][-1] < 0.5 < history["loss"][0] and seconds > 0
 
 
+@pytest.fixture
+def eagerly():
+    """Sampling runs the denoiser as a compiled graph; these tests look at each call's inputs."""
+    tf = tensorflow()
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 class _Recorder(keras.Model):
     """A stand-in denoiser: ε̂ = (caption's first word id) · 0.01 · x, recording its calls."""
 
@@ -183,7 +193,7 @@ class _Recorder(keras.Model):
         return scale * inputs["noisy"]
 
 
-def test_guidance_mixes_the_conditional_and_empty_caption_predictions():
+def test_guidance_mixes_the_conditional_and_empty_caption_predictions(eagerly):
     from mmcourse.data import shapes
     from mmcourse.models.denoiser import null_caption
 
@@ -199,7 +209,7 @@ def test_guidance_mixes_the_conditional_and_empty_caption_predictions():
     assert np.allclose(guided, unconditional + 4.0 * (conditional - unconditional), atol=1e-6)
 
 
-def test_draw_latents_is_repeatable_and_checks_its_sampler():
+def test_draw_latents_is_repeatable_and_checks_its_sampler(eagerly):
     from mmcourse.data import shapes
 
     ids = shapes.encode_captions(["a small red square"] * 3)

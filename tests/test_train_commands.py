@@ -7,7 +7,7 @@ import pytest
 from mmcourse._tf import tensorflow
 
 from mmcourse.metrics import judge
-from mmcourse.models import captioning, embeddings, gan, generative, retrieval, vlm, vqa
+from mmcourse.models import captioning, embeddings, gan, generative, latent_diffusion, retrieval, vlm, vqa
 
 # each command, with the defaults it needs and one bad option of its own
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "retrieval": (retrieval, {}, ({"text_encoder": "lstm"}, "text_encoder must be one of")),
     "vqa": (vqa, {}, ({"fusion": "concat"}, "fusion must be one of")),
     "vlm": (vlm, {}, None),
+    "diffusion": (latent_diffusion, {}, None),
 }
 SHARED = [({"seed": -1}, "seed must be a non-negative whole number"), ({"precision": "half"}, "precision must be one of"),
           ({"profile": "huge"}, "not a profile"), ({"cpu_replicas": 0}, "cpu_replicas must be")]

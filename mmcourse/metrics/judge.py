@@ -158,6 +158,13 @@ class SceneJudge:
         parses = [shapes.parse_caption(c) for c in captions]
         return np.array([scene is not None and p.is_true_of(scene) for p, scene in zip(parses, self.read(images))])
 
+    def describes(self, images, captions) -> np.ndarray:
+        """Whether each caption is a complete and true description of its image (bool array): what
+        it says holds and nothing is missing or extra (a one-object caption of a two-object
+        drawing is not). The captions must parse."""
+        parses = [shapes.parse_caption(c) for c in captions]
+        return np.array([scene is not None and p.describes(scene) for p, scene in zip(parses, self.read(images))])
+
     def read_accuracy(self, dataset: shapes.ShapesDataset) -> float:
         """Fraction of real images whose scene is read back exactly (objects and relation)."""
         read = self.read(dataset.images)

@@ -26,6 +26,7 @@ Steps are numbered ``t = 0 … T−1`` here (``ᾱ[t]`` is the formulas' ``ᾱ_{
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,7 +211,7 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
 
 
 def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
-                   drop: float = 0.1, ema: float | None = 0.999, seed: int = 0, progress: bool = True, **denoiser_args):
+                   drop: float = 0.1, ema: float | None = 0.999, seed: int = 0, progress: bool = True, callbacks=(), **denoiser_args):
     """Build :func:`mmcourse.models.denoiser.build_denoiser` for ``latents``' shape and train it
     on :func:`noised_batches` with the simple loss ``‖ε − ε̂‖²``. Returns ``(model, history, seconds)``.
 
@@ -218,6 +219,7 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
     replicas as the surrounding ``device.use``); Adam, its step falling along a half cosine; with
     ``ema`` the weights at the end are the exponential moving average of the steps' weights
     (Keras's ``use_ema``: samples from an average are smoother than from the last step's weights).
+    ``callbacks`` join ``fit``'s.
     """
     from mmcourse import device
     from mmcourse import training as training_lib
@@ -237,7 +239,7 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
         schedule_ = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
         training_lib.compile(model, keras.optimizers.Adam(schedule_, **optimizer_args), loss="mse")
     stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop)
-    callbacks = []
+    callbacks = list(callbacks)
     if progress:
         from tqdm.keras import TqdmCallback
 
@@ -258,16 +260,34 @@ def guided_predictor(model: keras.Model, caption_ids, guidance: float = 3.0):
 
     caption_ids = np.asarray(caption_ids, np.int32)
     empty = np.tile(null_caption(caption_ids.shape[-1]), (len(caption_ids), 1))
+    captions = ops.convert_to_tensor(caption_ids if guidance == 1 else np.concatenate([caption_ids, empty]))  # a model's inputs are all tensors
+
+    call = _compiled(model)
 
     def predict(x, t):
         if guidance == 1:
-            return model({"noisy": x, "t": t, "caption": caption_ids}, training=False)
-        both = model({"noisy": ops.concatenate([x, x]), "t": ops.concatenate([t, t]), "caption": np.concatenate([caption_ids, empty])},
-                     training=False)
+            return call(x, t, captions)
+        both = call(ops.concatenate([x, x]), ops.concatenate([t, t]), captions)
         conditional, unconditional = ops.split(ops.cast(both, "float32"), 2)
         return guided_noise(conditional, unconditional, guidance)
 
     return predict
+
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: keras.Model):
+    """``model``'s inference as one TensorFlow graph, traced once for any batch size (sampling calls
+    it every step: eagerly, the layers' Python overhead would cost more than their arithmetic)."""
+    if model not in _COMPILED:
+        tf = tensorflow()
+        noisy = model.input["noisy"]
+        signature = [tf.TensorSpec((None, *noisy.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int32),
+                     tf.TensorSpec((None, model.input["caption"].shape[-1]), tf.int32)]
+        _COMPILED[model] = tf.function(lambda x, t, caption: model({"noisy": x, "t": t, "caption": caption}, training=False),
+                                       input_signature=signature)
+    return _COMPILED[model]
 
 
 def draw_latents(model: keras.Model, caption_ids, *, sched: Schedule, guidance: float = 3.0, steps: int = 25, sampler: str = "ddim",
