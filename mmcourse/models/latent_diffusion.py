@@ -6,7 +6,7 @@ The pieces live one per module:
 - :mod:`mmcourse.models.denoiser` — the caption-conditioned U-Net ``ε̂(x_t, t, caption)``;
 - :mod:`mmcourse.models.diffusion` — the schedule, training the denoiser, DDPM/DDIM, guidance.
 
-This module puts them together (:class:`TextToImage`: captions in, images out), trains the
+This module puts them together (:class:`LatentDiffusion`: captions in, images out), trains the
 pair from the command line (:func:`train_command`: the autoencoder first, then the denoiser
 on its latents, with a curve of how many drawings are true against training time), saves and
 loads it, and measures what it draws (:func:`measure`) twice: by the course's scene judge,
@@ -34,7 +34,7 @@ from mmcourse.training import start_command
 tensorflow()
 import keras  # noqa: E402
 
-__all__ = ["HOLDOUT", "TRAIN_SIZES", "TextToImage", "train_autoencoder", "caption_table", "prompt_kinds", "measure", "TruthCurve",
+__all__ = ["HOLDOUT", "TRAIN_SIZES", "LatentDiffusion", "train_autoencoder", "caption_table", "prompt_kinds", "measure", "TruthCurve",
            "train_command", "load", "draw_files"]
 
 #: Colour–shape pairs the shipped model never sees in training (as notebook 09's captioners):
@@ -57,7 +57,7 @@ AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE = "autoencoder.keras", "denoise
 
 
 @dataclass
-class TextToImage:
+class LatentDiffusion:
     """A latent autoencoder and a denoiser on its latents: :meth:`draw` turns captions into images."""
 
     autoencoder: LatentAutoencoder
@@ -95,7 +95,7 @@ class TextToImage:
         return out
 
 
-def load(folder=None) -> TextToImage:
+def load(folder=None) -> LatentDiffusion:
     """The model :func:`train_command` wrote in ``folder`` (``None``: the shipped ``data/diffusion``,
     checksum-verified), loaded with ``safe_mode=True``."""
     import mmcourse.models.denoiser  # noqa: F401  (registers the layers the saved denoiser names)
@@ -104,7 +104,7 @@ def load(folder=None) -> TextToImage:
     for name in (AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder `mmcourse train diffusion --out DIR` wrote")
-    return TextToImage(artifacts.load_model(folder / AUTOENCODER_FILE), artifacts.load_model(folder / DENOISER_FILE),
+    return LatentDiffusion(artifacts.load_model(folder / AUTOENCODER_FILE), artifacts.load_model(folder / DENOISER_FILE),
                        Vocabulary.load(folder / VOCABULARY_FILE), diffusion.schedule(SCHEDULE_STEPS))
 
 
@@ -143,7 +143,7 @@ def prompt_kinds(prompts) -> dict[str, np.ndarray]:
     return kinds
 
 
-def measure(model: TextToImage, prompts, *, judge=None, captioner=None, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0) -> dict:
+def measure(model: LatentDiffusion, prompts, *, judge=None, captioner=None, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0) -> dict:
     """Draw one image per prompt and say how many are true to it, overall and per kind of prompt
     (:func:`prompt_kinds`), read two ways:
 
@@ -247,7 +247,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         data = shapes.generate(sizes["images"], seed=(seed, 1), holdout=HOLDOUT)
         latents = np.concatenate([np.asarray(autoencoder.encode(to_unit(data.images[i : i + 500]))) for i in range(0, len(data), 500)])
         sched = diffusion.schedule(SCHEDULE_STEPS)
-        make_model = lambda denoiser: TextToImage(autoencoder, denoiser, vocabulary, sched)  # noqa: E731
+        make_model = lambda denoiser: LatentDiffusion(autoencoder, denoiser, vocabulary, sched)  # noqa: E731
         curve_prompts = [c[0] for c in shapes.generate(sizes["curve_prompts"], seed=(seed, 3)).captions]
         curve = TruthCurve(make_model, curve_prompts, judge, every=sizes["curve_every"], seed=seed)
         denoiser, history, denoiser_seconds = diffusion.train_denoiser(

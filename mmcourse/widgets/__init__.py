@@ -9,6 +9,7 @@ from __future__ import annotations
 from mmcourse.widgets.attention import AttentionExplorer
 from mmcourse.widgets.captioning import CaptioningExplorer
 from mmcourse.widgets.convolution import ConvolutionPlayground
+from mmcourse.widgets.diffusion import DiffusionDrawer
 from mmcourse.widgets.embeddings import EmbeddingExplorer
 from mmcourse.widgets.latent import LatentSliders
 from mmcourse.widgets.sampler import CaptionSampler
@@ -18,4 +19,4 @@ from mmcourse.widgets.text_to_image import TextToImage
 from mmcourse.widgets.vlm import VLMExplorer
 from mmcourse.widgets.vqa import VQAExplorer
 
-__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage", "CaptioningExplorer", "SearchWidget", "VQAExplorer", "VLMExplorer"]
+__all__ = ["SceneComposer", "EmbeddingExplorer", "ConvolutionPlayground", "CaptionSampler", "AttentionExplorer", "LatentSliders", "TextToImage", "CaptioningExplorer", "SearchWidget", "VQAExplorer", "VLMExplorer", "DiffusionDrawer"]
