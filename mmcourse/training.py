@@ -27,7 +27,7 @@ tf = tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import ops  # noqa: E402
 
-__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "summed_sparse_gradients", "LossScaleOptimizer", "seeded", "replica_share", "replica_mean", "replica_normal", "as_float32", "gather_replicas"]
+__all__ = ["start_command", "compile", "build_from_one_replica", "for_precision", "summed_sparse_gradients", "LossScaleOptimizer", "seeded", "replica_share", "replica_mean", "replica_normal", "as_float32", "gather_replicas", "TimeLimit"]
 
 
 @contextlib.contextmanager
@@ -220,3 +220,31 @@ def replica_normal(n, dim: int, seed):
     start = ops.sum(sizes[: context.replica_id_in_sync_group])
     noise = keras.random.normal((ops.sum(sizes), dim), seed=seed)
     return ops.slice(noise, (start, 0), (n, dim))
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop ``fit`` after the batch that passes ``seconds`` of training: to compare models at the
+    same wall time rather than the same number of steps. The clock starts after the first step,
+    which traces the step's graph (seconds that depend on the model's size, not on its training).
+    ``seconds_used`` and ``steps`` (those after the first) say where it stopped."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        self.seconds, self.seconds_used, self.steps = float(seconds), 0.0, 0
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start, self.steps, self.seconds_used = None, 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        if self._start is None:  # the first step: traced, not timed
+            self._start = time.perf_counter()
+            return
+        self.steps += 1
+        self.seconds_used = time.perf_counter() - self._start
+        if self.seconds_used >= self.seconds:
+            self.model.stop_training = True

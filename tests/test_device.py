@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -409,3 +410,21 @@ def test_two_local_workers_train_with_tf_config(tmp_path):
         assert p.returncode == 0, err[-2000:]
         assert out.split()[0] == "2"
     assert np.allclose(np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy"))
+
+
+def test_a_time_limit_stops_fit_within_the_epoch_and_says_where():
+    from mmcourse.training import TimeLimit
+
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.05)
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    limit = TimeLimit(1.0)
+    x = np.zeros((640, 3), np.float32)
+    model.fit(x, x[:, :1], batch_size=8, epochs=3, verbose=0, callbacks=[Slow(), limit])
+    assert 1.0 <= limit.seconds_used < 3 and 2 <= limit.steps < 80 == len(x) // 8  # stopped inside the first epoch
+    assert int(model.optimizer.iterations.numpy()) == limit.steps + 1  # the first, traced step is not timed
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        TimeLimit(0)
