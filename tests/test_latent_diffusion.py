@@ -23,11 +23,12 @@ TINY = {"quick": dict(ae_images=64, ae_epochs=1, ae_width=4, images=64, epochs=2
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """`mmcourse train diffusion --profile quick` with every size made tiny (what it draws does not
-    matter here: the tests compare the command's files with drawing in this process)."""
+    matter here: the tests compare the command's files with drawing in this process), on two CPU
+    replicas: the several-device path, the moving average swapped in and out of mirrored weights."""
     out = tmp_path_factory.mktemp("diffusion")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LD, "TRAIN_SIZES", TINY)
-        assert cli.main(["train", "diffusion", "--profile", "quick", "--seed", "2", "--out", str(out)]) == 0
+        assert cli.main(["train", "diffusion", "--profile", "quick", "--seed", "2", "--cpu-replicas", "2", "--out", str(out)]) == 0
     return out
 
 
@@ -45,6 +46,7 @@ def test_the_train_command_writes_a_model_and_every_metric(model_dir, model):
     saved = artifacts.read_metrics(model_dir)
     assert sorted(p.name for p in model_dir.iterdir()) == sorted(["SHA256", "metrics.json", LD.AUTOENCODER_FILE, LD.DENOISER_FILE, LD.VOCABULARY_FILE])
     assert (saved["train_images"], saved["test_images"], saved["prompts"], saved["guidance"], saved["steps"]) == (64, 12, 12, LD.GUIDANCE, LD.STEPS)
+    assert saved["replicas"] == 2
     for reader in ("judge", "read_back"):
         for kind in ("true", "one_object", "two_objects"):
             assert 0 <= saved[f"{reader}_{kind}"] <= 1, (reader, kind)
