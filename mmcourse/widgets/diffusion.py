@@ -10,6 +10,7 @@ import numpy as np
 
 from mmcourse.viz import to_png
 from mmcourse.widgets._dom import mark
+from mmcourse.widgets.text_to_image import show_judged
 
 __all__ = ["DiffusionDrawer"]
 
@@ -71,12 +72,7 @@ class DiffusionDrawer:
         self.frames = self.model.decode(np.concatenate(guesses))
         self.frame_steps = steps
         self.true = list(self.judge.describes(self.drawn, [text] * self.n)) if self.judge is not None else []
-        boxes = []
-        for k, image in enumerate(self.drawn):
-            label = ("✓ true" if self.true[k] else "✗ not true") if self.true else ""
-            boxes.append(W.VBox([W.Image(value=to_png(image, self.scale), format="png"), W.HTML(label)]))
-        self.pictures.children = tuple(boxes)
-        summary = f"{sum(self.true)} of {self.n} judged true to the caption" if self.true else f"{self.n} drawings"
+        summary = show_judged(self.pictures, self.drawn, self.true, self.scale)
         self.message.value = f"<b>{summary}</b> · guidance {self.guidance.value:g}, {len(steps)} DDIM steps"
         self.step.max = len(self.frames) - 1
         self.step.value = len(self.frames) - 1

@@ -11,7 +11,18 @@ from mmcourse.imageops import to_uint8
 from mmcourse.viz import to_png
 from mmcourse.widgets._dom import mark
 
-__all__ = ["TextToImage"]
+__all__ = ["TextToImage", "show_judged"]
+
+
+def show_judged(pictures: W.Box, drawn: np.ndarray, true: list[bool], scale: int) -> str:
+    """Put each drawing in ``pictures`` with the judge's verdict under it (none when ``true`` is
+    empty: no judge); return the summary line, e.g. "2 of 6 judged true to the caption"."""
+    boxes = []
+    for k, image in enumerate(drawn):
+        label = ("✓ true" if true[k] else "✗ not true") if true else ""
+        boxes.append(W.VBox([W.Image(value=to_png(image, scale), format="png"), W.HTML(label)]))
+    pictures.children = tuple(boxes)
+    return f"{sum(true)} of {len(drawn)} judged true to the caption" if true else f"{len(drawn)} drawings"
 
 
 class TextToImage:
@@ -50,13 +61,7 @@ class TextToImage:
         self.error = ""
         self.drawn = to_uint8(images)
         self.true = list(self.judge.is_true(self.drawn, [text] * self.n)) if self.judge is not None else []
-        boxes = []
-        for k, image in enumerate(self.drawn):
-            label = ("✓ true" if self.true[k] else "✗ not true") if self.true else ""
-            boxes.append(W.VBox([W.Image(value=to_png(image, self.scale), format="png"), W.HTML(label)]))
-        self.pictures.children = tuple(boxes)
-        summary = f"{sum(self.true)} of {self.n} judged true to the caption" if self.true else f"{self.n} drawings"
-        self.message.value = f"<b>{summary}</b>"
+        self.message.value = f"<b>{show_judged(self.pictures, self.drawn, self.true, self.scale)}</b>"
 
     def widget(self) -> W.Widget:
         return mark(W.VBox([W.HBox([self.caption, self.again]), self.message, self.pictures]), "text-to-image")
