@@ -100,6 +100,58 @@ def test_ddim_with_eta_one_and_every_step_is_ddpm():
     assert np.allclose(np.asarray(ddpm), np.asarray(ddim), atol=1e-4)
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_clipping_the_clean_guess_keeps_a_slightly_wrong_denoiser_in_range(sampler):
+    """A denoiser whose noise is off by 0.01 everywhere: at the last step of a cosine schedule
+    (√ᾱ ≈ 5·10⁻⁵) the guess x̂_0 = (x_t − √(1−ᾱ) ε̂)/√ᾱ lands hundreds of units from the data;
+    clipped to the data's range it stays there, and the clipped guess implies ε̂ again exactly."""
+    sched = diffusion.schedule(1000 if sampler == "ddim" else 100)
+    rng = np.random.default_rng(12)
+    x0 = rng.uniform(-1, 1, size=(2, 3, 3, 1)).astype("float32")
+    perfect = _oracle(sched, x0)
+    off = lambda x, t: perfect(x, t) + 0.01  # noqa: E731
+    first = {}
+    run = diffusion.ddim_sample if sampler == "ddim" else diffusion.ddpm_sample
+    extra = {"steps": 10} if sampler == "ddim" else {}
+    for clip in (None, 1.0):
+        guesses = []
+        run(off, sched, rng.normal(size=x0.shape), clip=clip, callback=lambda t, x, x0_hat: guesses.append(np.asarray(x0_hat)), **extra)
+        first[clip] = np.abs(guesses[0]).max()
+        assert clip is None or max(np.abs(g).max() for g in guesses) <= clip + 1e-6
+    assert first[None] > 10 and first[1.0] <= 1.0
+    x = rng.normal(size=x0.shape).astype("float32")
+    eps = rng.normal(size=x0.shape).astype("float32")
+    x0_hat, implied = diffusion._denoised(x, eps, 0.3, 0.5)
+    assert np.abs(np.asarray(x0_hat)).max() <= 0.5
+    assert np.allclose(np.sqrt(0.3) * np.asarray(x0_hat) + np.sqrt(0.7) * np.asarray(implied), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [50, 10])
+def test_a_clip_wider_than_the_data_changes_nothing_for_a_perfect_denoiser(steps):
+    sched = diffusion.schedule(1000)
+    rng = np.random.default_rng(13)
+    x0 = rng.uniform(-1, 1, size=(3, 4, 4, 2)).astype("float32")
+    start = rng.normal(size=x0.shape)
+    assert np.allclose(np.asarray(diffusion.ddim_sample(_oracle(sched, x0), sched, start, steps=steps, clip=1.0)), x0, atol=1e-3)
+    small = diffusion.schedule(100)
+    assert np.allclose(np.asarray(diffusion.ddpm_sample(_oracle(small, x0), small, start, clip=1.0)), x0, atol=1e-3)
+
+
+def test_min_snr_weights_follow_the_step_drawn():
+    sched = diffusion.schedule(100)
+    rng = np.random.default_rng(14)
+    latents = rng.normal(size=(32, 4, 4, 2)).astype("float32")
+    captions = rng.integers(4, 30, size=(32, 2, 16)).astype("int32")
+    inputs, noise, weight = next(iter(diffusion.noised_batches(latents, captions, sched, batch_size=32, seed=2, min_snr=5.0)))
+    t = np.asarray(inputs["t"])
+    snr = sched.alpha_bars[t] / (1 - sched.alpha_bars[t])
+    assert np.asarray(weight).shape == (32, 1, 1)
+    assert np.allclose(np.asarray(weight)[:, 0, 0], np.minimum(snr, 5.0) / snr, rtol=1e-5)
+    assert (np.asarray(weight) < 1).any() and (np.asarray(weight) == 1).any()  # clean steps weighed down, noisy ones not
+    plain = next(iter(diffusion.noised_batches(latents, captions, sched, batch_size=32, seed=2)))
+    assert len(plain) == 2 and np.array_equal(np.asarray(plain[1]), np.asarray(noise))  # the same draws, without the weight
+
+
 def test_ddim_steps_and_guidance():
     assert list(diffusion.ddim_steps(1000, 5)) == [999, 749, 500, 250, 0]
     assert list(diffusion.ddim_steps(10, 10)) == list(range(9, -1, -1))

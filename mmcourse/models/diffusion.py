@@ -127,29 +127,47 @@ def _timesteps(t: int, n: int):
     return ops.full((n,), t, dtype="int32")
 
 
-def ddpm_sample(predict_noise, sched: Schedule, noise, *, seed: int = 0, callback=None):
+def _denoised(x, eps, alpha_bar: float, clip: float | None):
+    """``x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t``, and the ε̂ it implies, with ``x̂_0`` clipped to ``[−clip, clip]``
+    when ``clip`` is given. Near the end of a cosine schedule ``√ᾱ_t`` is tiny (about 5·10⁻⁵ at
+    the last of 1,000 steps), so the guess divides ε̂'s small errors by it: unclipped, a first
+    step from pure noise can throw ``x̂_0`` thousands of units away, and every later step inherits it."""
+    x0_hat = (x - np.sqrt(1 - alpha_bar) * eps) / np.sqrt(alpha_bar)
+    if clip is None:
+        return x0_hat, eps
+    x0_hat = ops.clip(x0_hat, -clip, clip)
+    return x0_hat, (x - np.sqrt(alpha_bar) * x0_hat) / np.sqrt(1 - alpha_bar)
+
+
+def ddpm_sample(predict_noise, sched: Schedule, noise, *, clip: float | None = None, seed: int = 0, callback=None):
     """Ancestral sampling through all ``T`` steps from ``noise`` (the ``x_T``, a batch).
 
-    ``predict_noise(x_t, t)`` returns ``ε̂`` for a batch (``t`` an int32 vector). ``callback(t,
-    x_t, x0_hat)``, when given, sees every step (to draw the denoising). Returns ``x_0``.
+    ``predict_noise(x_t, t)`` returns ``ε̂`` for a batch (``t`` an int32 vector). Each step draws
+    from ``q(x_{t−1} | x_t, x̂_0)`` (:meth:`Schedule.posterior`, the same step as the formula
+    above), ``x̂_0`` clipped to ``[−clip, clip]`` when ``clip`` is given (the data's range: Ho et
+    al. clip images to [−1, 1]). ``callback(t, x_t, x0_hat)``, when given, sees every step (to
+    draw the denoising). Returns ``x_0``.
     """
     generator = keras.random.SeedGenerator(seed)
     x = ops.convert_to_tensor(noise, "float32")
     n = x.shape[0]
     for t in range(sched.steps - 1, -1, -1):
         eps = ops.cast(predict_noise(x, _timesteps(t, n)), "float32")
+        x0_hat, _ = _denoised(x, eps, sched.alpha_bars[t], clip)
         if callback is not None:
-            callback(t, x, (x - np.sqrt(1 - sched.alpha_bars[t]) * eps) / np.sqrt(sched.alpha_bars[t]))
-        x = (x - sched.betas[t] / np.sqrt(1 - sched.alpha_bars[t]) * eps) / np.sqrt(sched.alphas[t])
+            callback(t, x, x0_hat)
+        mean, variance = sched.posterior(x0_hat, x, np.full(n, t))
+        x = mean
         if t > 0:
-            variance = sched.betas[t] * (1 - sched.alpha_bars[t - 1]) / (1 - sched.alpha_bars[t])
-            x = x + np.sqrt(variance) * keras.random.normal(ops.shape(x), seed=generator)
+            x = x + float(np.sqrt(variance[0])) * keras.random.normal(ops.shape(x), seed=generator)
     return x
 
 
-def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: float = 0.0, seed: int = 0, callback=None):
+def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: float = 0.0, clip: float | None = None, seed: int = 0,
+                callback=None):
     """DDIM sampling in ``steps`` jumps (:func:`ddim_steps`) from ``noise``; ``eta`` 0 is
-    deterministic, 1 adds DDPM's noise. ``predict_noise`` and ``callback`` as in :func:`ddpm_sample`."""
+    deterministic, 1 adds DDPM's noise. ``predict_noise``, ``clip`` and ``callback`` as in
+    :func:`ddpm_sample` (a clipped ``x̂_0`` also replaces ε̂ by the noise it implies, so the jump stays on the line from ``x̂_0`` to ``x_t``)."""
     generator = keras.random.SeedGenerator(seed)
     x = ops.convert_to_tensor(noise, "float32")
     n = x.shape[0]
@@ -158,7 +176,7 @@ def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: 
         eps = ops.cast(predict_noise(x, _timesteps(int(t), n)), "float32")
         now = sched.alpha_bars[t]
         before = sched.alpha_bars[sequence[k + 1]] if k + 1 < len(sequence) else 1.0
-        x0_hat = (x - np.sqrt(1 - now) * eps) / np.sqrt(now)
+        x0_hat, eps = _denoised(x, eps, now, clip)
         if callback is not None:
             callback(int(t), x, x0_hat)
         sigma = eta * np.sqrt((1 - before) / (1 - now) * (1 - now / before))
@@ -171,7 +189,8 @@ def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: 
 # --------------------------------------------------------------------------- training the denoiser
 
 
-def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, epochs: int = 1, seed: int = 0, drop: float = 0.1):
+def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, epochs: int = 1, seed: int = 0, drop: float = 0.1,
+                   min_snr: float | None = None):
     """A ``tf.data`` stream of ``({"noisy", "t", "caption"}, ε)`` batches for the simple loss.
 
     ``latents (n, s, s, c)`` are the clean ``x_0`` (scaled latents, or images in [−1, 1]);
@@ -181,6 +200,11 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
     (:func:`mmcourse.models.denoiser.null_caption`: classifier-free guidance's unconditional
     model). All drawn from ``(seed, step)``, so one device and several replicas train alike
     (:mod:`mmcourse.data.pipeline`).
+
+    With ``min_snr`` = γ each batch also carries a weight per row, ``min(SNR_t, γ) / SNR_t`` with
+    ``SNR_t = ᾱ_t / (1 − ᾱ_t)`` (Hang et al., 2023, "Min-SNR"): the nearly clean steps, whose
+    noise is hardest to guess and matters least to what the drawing shows, stop dominating the
+    loss. Batches are then ``(inputs, ε, weight)``, the weight shaped ``(n, 1, 1)``.
     """
     from mmcourse.data import pipeline
     from mmcourse.models.denoiser import null_caption
@@ -193,6 +217,8 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
     root_rest = tf.constant(np.sqrt(1 - sched.alpha_bars), tf.float32)
     empty = tf.constant(null_caption(captions_t.shape[-1]))
     refs = captions_t.shape[1]
+    snr = sched.alpha_bars / (1 - sched.alpha_bars)
+    weights = tf.constant(np.minimum(snr, min_snr) / snr if min_snr else np.ones_like(snr), tf.float32)
 
     def gather(step, rows):
         key = tf.stack([tf.cast(seed, tf.int64), step])
@@ -205,13 +231,15 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
         noisy = tf.gather(root_bars, t)[:, None, None, None] * x0 + tf.gather(root_rest, t)[:, None, None, None] * noise
         dropped = tf.random.stateless_uniform((n,), seed=draw(3)) < drop
         caption = tf.where(dropped[:, None], empty[None], caption)
-        return {"noisy": noisy, "t": t, "caption": caption}, noise
+        inputs = {"noisy": noisy, "t": t, "caption": caption}
+        return (inputs, noise, tf.gather(weights, t)[:, None, None]) if min_snr else (inputs, noise)  # (n, 1, 1): against the squared error per cell
 
     return pipeline.batches(len(latents), gather, batch_size=batch_size, epochs=epochs, seed=seed)
 
 
 def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
-                   drop: float = 0.1, ema: float | None = 0.999, seed: int = 0, progress: bool = True, callbacks=(), **denoiser_args):
+                   drop: float = 0.1, min_snr: float | None = 5.0, ema: float | None = 0.999, seed: int = 0, progress: bool = True, callbacks=(),
+                   **denoiser_args):
     """Build :func:`mmcourse.models.denoiser.build_denoiser` for ``latents``' shape and train it
     on :func:`noised_batches` with the simple loss ``‖ε − ε̂‖²``. Returns ``(model, history, seconds)``.
 
@@ -238,7 +266,7 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
         model = build_denoiser(latents.shape[1:], caption_length=np.shape(captions)[-1], **denoiser_args)
         schedule_ = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
         training_lib.compile(model, keras.optimizers.Adam(schedule_, **optimizer_args), loss="mse")
-    stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop)
+    stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop, min_snr=min_snr)
     callbacks = list(callbacks)
     if progress:
         from tqdm.keras import TqdmCallback
@@ -291,15 +319,16 @@ def _compiled(model: keras.Model):
 
 
 def draw_latents(model: keras.Model, caption_ids, *, sched: Schedule, guidance: float = 3.0, steps: int = 25, sampler: str = "ddim",
-                 seed: int = 0, callback=None):
+                 clip: float | None = None, seed: int = 0, callback=None):
     """Latents for each caption (``caption_ids (n, L)``), from noise drawn from ``seed``: DDIM in
-    ``steps`` (deterministic) or ancestral DDPM through every step (``sampler="ddpm"``)."""
+    ``steps`` (deterministic) or ancestral DDPM through every step (``sampler="ddpm"``), ``x̂_0``
+    clipped to ``[−clip, clip]`` when given."""
     caption_ids = np.asarray(caption_ids, np.int32)
     shape = (len(caption_ids), *model.input["noisy"].shape[1:])
     noise = keras.random.normal(shape, seed=keras.random.SeedGenerator(seed))
     predict = guided_predictor(model, caption_ids, guidance)
     if sampler == "ddim":
-        return ddim_sample(predict, sched, noise, steps=steps, seed=seed + 1, callback=callback)
+        return ddim_sample(predict, sched, noise, steps=steps, clip=clip, seed=seed + 1, callback=callback)
     if sampler == "ddpm":
-        return ddpm_sample(predict, sched, noise, seed=seed + 1, callback=callback)
+        return ddpm_sample(predict, sched, noise, clip=clip, seed=seed + 1, callback=callback)
     raise ValueError(f"sampler is 'ddim' or 'ddpm', got {sampler!r}")

@@ -53,6 +53,11 @@ BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 SCHEDULE_STEPS = 1000
 GUIDANCE, STEPS = 3.0, 25  # what metrics.json and `mmcourse draw` use unless told otherwise
+#: Samplers clip their guess of the clean latent to ±CLIP (the scaled latents of training images
+#: lie within ±5.4 for 99.9 % of their numbers): without it the first step from pure noise,
+#: dividing by √ᾱ ≈ 5·10⁻⁵, throws the drawing off the latent space for good.
+CLIP = 5.0
+MIN_SNR = 5.0  # the denoiser's loss weighting (diffusion.noised_batches)
 AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE = "autoencoder.keras", "denoiser.keras", "vocabulary.json"
 
 
@@ -69,16 +74,17 @@ class LatentDiffusion:
         """``(n, L)`` word ids; a caption outside the Shapes grammar raises a ``ValueError`` naming the word."""
         return shapes.encode_captions(list(captions), self.vocabulary)
 
-    def draw(self, captions, *, guidance: float = GUIDANCE, steps: int = STEPS, sampler: str = "ddim", seed: int = 0, batch_size: int = 250,
-             callback=None) -> np.ndarray:
+    def draw(self, captions, *, guidance: float = GUIDANCE, steps: int = STEPS, sampler: str = "ddim", clip: float | None = CLIP, seed: int = 0,
+             batch_size: int = 250, callback=None) -> np.ndarray:
         """One 64×64 drawing per caption, uint8 ``(n, 64, 64, 3)``: DDIM in ``steps`` (or DDPM),
-        classifier-free guided with scale ``guidance``, from noise drawn from ``seed`` (per batch of
+        classifier-free guided with scale ``guidance``, the clean latent's guess clipped to ``±clip``
+        at every step (:data:`CLIP`), from noise drawn from ``seed`` (per batch of
         ``batch_size`` captions). ``callback(t, x_t, x0_hat)`` sees each step of the first batch, as latents."""
         ids = self.caption_ids(captions)
         out = []
         for k, lo in enumerate(range(0, len(ids), batch_size)):
             latents = diffusion.draw_latents(self.denoiser, ids[lo : lo + batch_size], sched=self.sched, guidance=guidance, steps=steps,
-                                             sampler=sampler, seed=seed * 1000 + k, callback=callback if k == 0 else None)
+                                             sampler=sampler, clip=clip, seed=seed * 1000 + k, callback=callback if k == 0 else None)
             out.append(self.decode(latents))
         return np.concatenate(out) if out else np.zeros((0, 64, 64, 3), np.uint8)
 
@@ -252,7 +258,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
         curve = TruthCurve(make_model, curve_prompts, judge, every=sizes["curve_every"], seed=seed)
         denoiser, history, denoiser_seconds = diffusion.train_denoiser(
             latents, caption_table(data, vocabulary), sched=sched, epochs=sizes["epochs"], batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-            seed=seed, progress=progress, width=sizes["width"], callbacks=[curve])
+            min_snr=MIN_SNR, seed=seed, progress=progress, width=sizes["width"], callbacks=[curve])
         denoiser_seconds -= curve._spent
         model = make_model(denoiser)
         test = shapes.generate(sizes["test_prompts"], seed=(seed, 2))
@@ -263,7 +269,7 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
                    "autoencoder_images": len(ae_data), "autoencoder_epochs": sizes["ae_epochs"], "autoencoder_width": sizes["ae_width"],
                    "latent_shape": list(autoencoder.latent_shape), "latent_scale": float(np.asarray(autoencoder.scale)),
                    "autoencoder_weights": autoencoder.count_params(), "denoiser_weights": denoiser.count_params(), "denoiser_width": sizes["width"],
-                   "schedule": "cosine", "schedule_steps": SCHEDULE_STEPS, "autoencoder_seconds": ae_seconds, "denoiser_seconds": denoiser_seconds,
+                   "schedule": "cosine", "schedule_steps": SCHEDULE_STEPS, "min_snr": MIN_SNR, "clip": CLIP, "autoencoder_seconds": ae_seconds, "denoiser_seconds": denoiser_seconds,
                    "final_loss": float(history["loss"][-1]), "test_images": len(test),
                    "reconstructions_read_back": float(same_description(read(rebuilt), prompts).mean()),
                    "originals_read_back": float(same_description(read(test.images), prompts).mean()),
