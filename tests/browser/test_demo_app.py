@@ -25,6 +25,7 @@ DEMO_WIDGETS = [
     ("vqa-explorer", driver.check_vqa_explorer),
     ("vlm-explorer", driver.check_vlm_explorer),
     ("text-to-image", driver.check_text_to_image),
+    ("diffusion-drawer", driver.check_diffusion_drawer),
     ("latent-sliders", driver.check_latent_sliders),
     ("convolution-playground", driver.check_convolution_playground),
 ]

@@ -203,6 +203,26 @@ def check_text_to_image(page: Page, shots: Path, scope: str = "") -> str:
     return f"typed {caption!r}: {len(after)} new drawings with the judge's verdict; 'teal' named as unknown"
 
 
+def check_diffusion_drawer(page: Page, shots: Path, scope: str = "") -> str:
+    root = page.locator(f"{scope} .mm-diffusion-drawer").first
+    pictures, message, frame = root.locator(".mm-pictures"), root.locator(".mm-message"), root.locator(".mm-frame")
+    before = _srcs(pictures)
+    caption = "a small green square" if "green square" not in root.locator(".mm-caption input").input_value() else "a large red circle"
+    _submit(root.locator(".mm-caption"), caption)
+    after = _wait_changed(page, lambda: _srcs(pictures), before, "the drawings")
+    expect(message).to_contain_text("judged true", timeout=ANSWER_MS)
+    last_frame = frame.get_attribute("src")
+    steps = int(re.search(r"(\d+) DDIM steps", _text(message)).group(1))
+    _press(root.locator(".mm-step .noUi-handle"), "ArrowLeft")  # one denoising step back from the finished drawing
+    _wait_changed(page, lambda: frame.get_attribute("src"), last_frame, "the denoising frame")
+    expect(root).to_contain_text(f"step {steps - 1} of {steps}", timeout=ANSWER_MS)
+    _submit(root.locator(".mm-caption"), "a small teal square")
+    expect(message).to_contain_text("teal", timeout=ANSWER_MS)  # an unknown word is named, not a traceback
+    root.screenshot(path=shots / "diffusion_drawer.png")
+    _submit(root.locator(".mm-caption"), caption)
+    return f"typed {caption!r}: {len(after)} new drawings with the judge's verdict; step slider one back redrew the frame; 'teal' named"
+
+
 def check_captioning_explorer(page: Page, shots: Path, scope: str = "") -> str:
     root = page.locator(f"{scope} .mm-captioning-explorer").first
     info = root.locator(".mm-info")
@@ -278,6 +298,7 @@ NOTEBOOK_WIDGETS = {
     "07_alignment_and_retrieval.ipynb": [check_search],
     "08_fusion_and_vqa.ipynb": [check_vqa_explorer],
     "09_transformers_vision_language.ipynb": [check_captioning_explorer, check_vlm_explorer],  # the shipped Transformer captioner, the VLM
+    "10_diffusion_text_to_image.ipynb": [check_diffusion_drawer],
 }
 
 #: The chapters in four groups (one test module each) that take about as long as each other.
