@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["MODEL_COMMANDS", "ShippedModelError", "prepare_out", "save_model", "load_model", "write_metrics", "read_metrics",
-           "shipped", "verify", "write_checksums", "METRICS_FILE", "CHECKSUM_FILE"]
+           "shipped", "verify", "write_checksums", "file_sha256", "METRICS_FILE", "CHECKSUM_FILE"]
 
 METRICS_FILE = "metrics.json"
 CHECKSUM_FILE = "SHA256"
@@ -130,7 +130,7 @@ def read_metrics(folder) -> dict:
     return json.loads(Path(folder, METRICS_FILE).read_text())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -141,7 +141,7 @@ def _sha256(path: Path) -> str:
 def write_checksums(folder, names) -> Path:
     """Write ``folder/SHA256`` listing the SHA-256 of each of ``names`` (``sha256sum`` format)."""
     folder = Path(folder)
-    lines = [f"{_sha256(folder / name)}  {name}" for name in names]
+    lines = [f"{file_sha256(folder / name)}  {name}" for name in names]
     (folder / CHECKSUM_FILE).write_text("\n".join(lines) + "\n")
     return folder / CHECKSUM_FILE
 
@@ -175,7 +175,7 @@ def verify(folder, name: str | None = None) -> Path:
         path = folder / file.strip()
         if not path.is_file():
             raise ShippedModelError(f"{path} is missing; {advice}")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise ShippedModelError(f"{path} is not the file that was saved there (its SHA-256 differs from {listing.name}); {advice}")
     return folder
 

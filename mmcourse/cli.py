@@ -9,7 +9,10 @@
         TARGET: embeddings --corpus {shapes,lee} [--epochs N] [--dim D]
                 vae [--conditional]
                 captioner [--fusion inject|merge|attention] [--decoder gru|transformer]
-                retrieval
+                retrieval [--text-encoder gru|mean]
+                    either of the two on real captioned photographs:
+                    --data flickr8k|coco|DIR [--split val2017] [--backbone mobilenet_v3_small|efficientnet_b0|…|shapes]
+                    [--weights imagenet|none|PATH] [--limit N] [--epochs N] [--cache DIR]
                 vqa [--fusion early|late|product|film|attention]
                 judge                     (the scene reader that judges drawings; evaluates, not a course model)
                 vlm                       (one small vision-language model that captions and answers questions)
@@ -145,7 +148,37 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_on_photos(args: argparse.Namespace, what: str, **options) -> dict:
+    """``mmcourse train captioner|retrieval --data …``: :mod:`mmcourse.models.photo_training`."""
+    from mmcourse.models import photo_training
+
+    command = photo_training.train_captioner_command if what == "captioner" else photo_training.train_retrieval_command
+    return command(args.out, data=args.data, split=args.split, backbone=args.backbone or "mobilenet_v3_small", weights=args.weights,
+                   profile=args.profile, seed=args.seed, precision=args.precision, cpu_replicas=args.cpu_replicas, cache_dir=args.cache,
+                   limit=args.limit, epochs=args.epochs, **options)
+
+
+def _print_photo_data(m: dict) -> None:
+    skipped = len(m["skipped_files"])
+    print(f"{m['dataset']} from {m['data']}: {m['images']:,} images ({m['missing_files']} listed but missing, {skipped} unreadable: "
+          f"{', '.join(s['path'] for s in m['skipped_files'][:3])}{' …' if skipped > 3 else ''}) · "
+          f"{m['train_images']:,} train, {m['test_images']:,} test" if skipped else
+          f"{m['dataset']} from {m['data']}: {m['images']:,} images ({m['missing_files']} listed but missing) · "
+          f"{m['train_images']:,} train, {m['test_images']:,} test")
+    speed = f"{m['feature_images_per_second']:.1f} images/s" if m["feature_images_per_second"] else "read from the cache"
+    print(f"{m['backbone']} features ({m['weights']}, {m['image_size']}×{m['image_size']}): {speed}")
+
+
 def _cmd_train_captioner(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        m = _train_on_photos(args, "captioner", decoder=args.decoder)
+        _print_photo_data(m)
+        print(f"{m['decoder']} captioner in {args.out} · trained in {m['train_seconds']:.0f} s ({_where(m)}); on {m['test_images']:,} test images: "
+              f"BLEU-4 {m['bleu4']:.1f} · CIDEr-D {m['cider_d']:.3f} · ROUGE-L {m['rouge_l']:.3f}")
+        for example in m["examples"][:3]:
+            print(f"  {Path(example['image']).name}: {example['caption']}")
+        print(f"metrics in {args.out / 'metrics.json'}")
+        return 0
     m = _train(args, "captioning", fusion=args.fusion, decoder=args.decoder)
     kind = "transformer" if m["decoder"] == "transformer" else m["fusion"]
     print(f"{kind} captioner in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
@@ -156,7 +189,17 @@ def _cmd_train_captioner(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_retrieval(args: argparse.Namespace) -> int:
-    m = _train(args, "retrieval")
+    if args.data is not None:
+        m = _train_on_photos(args, "retrieval", text_encoder=args.text_encoder)
+        _print_photo_data(m)
+        print(f"dual encoder in {args.out} · trained in {m['train_seconds']:.0f} s ({_where(m)}); Recall@K over {m['test_images']:,} "
+              f"test images and their {m['test_captions']:,} captions:")
+        ks = [k for k in (1, 5, 10) if f"recall@{k}_t2i" in m]
+        for way in ("t2i", "i2t"):
+            print(f"  {'text → image' if way == 't2i' else 'image → text'}: " + " · ".join(f"R@{k} {m[f'recall@{k}_{way}']:.3f}" for k in ks))
+        print(f"metrics in {args.out / 'metrics.json'}")
+        return 0
+    m = _train(args, "retrieval", text_encoder=args.text_encoder)
     print(f"dual encoder in {args.out} · trained in {m['train_seconds']:.0f} s on {m['train_images']:,} images ({_where(m)})")
     print(f"Recall@1/5/10 over {m['test_images']:,} fresh test images ({m['test_images'] * 5:,} captions):")
     for kind, prefix in (("instance", ""), ("semantic", "semantic_")):
@@ -361,7 +404,31 @@ def _check_train(args: argparse.Namespace) -> None:
     from mmcourse.config import profile_name
 
     args.profile = profile_name(args.profile)
+    if hasattr(args, "data"):
+        photo_only = [f"--{name}" for name in ("backbone", "limit", "epochs", "cache") if getattr(args, name) is not None]
+        photo_only += ["--weights"] if args.weights != "none" else []
+        if args.data is None and photo_only:
+            raise ValueError(f"{', '.join(photo_only)} go with --data (training on photographs); the Shapes model has its own encoder")
+        if args.data is not None:
+            from mmcourse.data.photos import load_dataset
+
+            load_dataset(args.data, split=args.split, limit=1)  # a missing or malformed dataset is named now, before TensorFlow loads
     artifacts.prepare_out(args.out)
+
+
+def _add_photo_options(target: argparse.ArgumentParser) -> None:
+    """``--data`` and what goes with it: train on real captioned photographs instead of Shapes."""
+    photos = target.add_argument_group("real photographs", "train on a captioned photo dataset instead of the Shapes world")
+    photos.add_argument("--data", default=None, metavar="flickr8k|coco|DIR",
+                        help="flickr8k or coco (in the data directory, see `mmcourse doctor`) or a folder in Flickr8k or COCO format")
+    photos.add_argument("--split", default="val2017", help="COCO's annotation split (default val2017); Flickr8k uses its own split files if present")
+    photos.add_argument("--backbone", default=None,
+                        help="mobilenet_v3_small (default), mobilenet_v3_large, efficientnet_b0, mobilenet_v2, or shapes (the course's CNN)")
+    photos.add_argument("--weights", default="none",
+                        help="imagenet (Keras downloads them once), none (random; default) or a weights file of the backbone")
+    photos.add_argument("--limit", type=_positive_int, default=None, help="use the first N images (default: 500 quick, all full)")
+    photos.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training images (default: 3 quick, 15 full)")
+    photos.add_argument("--cache", type=Path, default=None, help="folder of cached backbone features (default: DATA_DIR/cache/features)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,7 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     captioner.add_argument("--decoder", choices=["gru", "transformer"], default="gru",
                            help="gru: the GRU decoder (with --fusion); transformer: self- and cross-attention blocks (default gru)")
 
-    _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways", _cmd_train_retrieval)
+    retrieval = _add_train_target(train_sub, "retrieval", "a dual encoder putting Shapes images and captions in one space; Recall@K both ways",
+                                  _cmd_train_retrieval)
+    retrieval.add_argument("--text-encoder", choices=["gru", "mean"], default="gru", help="how the text tower reads a caption (default gru)")
+    for target in (captioner, retrieval):
+        _add_photo_options(target)
 
     vqa = _add_train_target(train_sub, "vqa", "visual question answering on Shapes with one fusion strategy; accuracy per question type", _cmd_train_vqa)
     vqa.add_argument("--fusion", choices=["early", "late", "product", "film", "attention"], default="attention", help="how image and question meet (default attention)")
@@ -412,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
-    caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to 64×64, alpha dropped)")
+    caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to the model's input size, alpha dropped)")
     caption.set_defaults(func=_cmd_caption)
 
     ask = sub.add_parser("ask", help="answer a question about an image (or caption it) with a trained vision-language model",

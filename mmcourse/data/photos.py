@@ -26,7 +26,8 @@ import numpy as np
 
 from mmcourse.config import data_dir
 
-__all__ = ["CaptionedPhotos", "DatasetMissing", "normalise_caption", "load_flickr8k", "load_coco", "load_image"]
+__all__ = ["CaptionedPhotos", "DatasetMissing", "normalise_caption", "load_flickr8k", "load_coco", "load_dataset", "load_image",
+           "train_test_split", "SAMPLE_CAPTIONS", "make_flickr8k_folder"]
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -154,3 +155,121 @@ def load_coco(root: str | Path | None = None, *, split: str = "val2017", limit: 
     except (KeyError, TypeError) as error:
         raise ValueError(f"{annotations} is not a COCO captions file (missing {error})") from None
     return _collect("COCO", root / split, by_image, limit)
+
+
+def load_dataset(data: str | Path, *, split: str = "val2017", limit: int | None = None) -> CaptionedPhotos:
+    """``"flickr8k"`` or ``"coco"`` (in the data directory), or a folder in either format
+    (COCO when it has ``annotations/``, else Flickr8k); ``split`` is COCO's annotation split."""
+    if str(data) == "flickr8k":
+        return load_flickr8k(limit=limit)
+    if str(data) == "coco":
+        return load_coco(split=split, limit=limit)
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DatasetMissing(f"{folder} is not a folder: pass flickr8k, coco, or a folder in Flickr8k or COCO format")
+    if (folder / "annotations").is_dir():
+        return load_coco(folder, split=split, limit=limit)
+    if not ((folder / "captions.txt").is_file() or (folder / "Flickr8k.token.txt").is_file()):
+        raise DatasetMissing(f"{folder} holds neither captions.txt nor Flickr8k.token.txt (Flickr8k format) "
+                             f"nor annotations/captions_{split}.json (COCO format)")
+    return load_flickr8k(folder, limit=limit)
+
+
+#: Flickr8k's own split files, when a Flickr8k folder has them.
+FLICKR8K_SPLITS = {"train": "Flickr_8k.trainImages.txt", "test": "Flickr_8k.testImages.txt"}
+
+
+def train_test_split(photos: CaptionedPhotos, *, seed: int = 0, test_fraction: float = 0.1, max_test: int = 1000,
+                     root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)`` into ``photos``: Flickr8k's own lists when ``root`` holds them
+    (:data:`FLICKR8K_SPLITS`), else a seeded draw of ``test_fraction`` of the images (at least
+    one, at most ``max_test``) for testing and the rest for training."""
+    names = [p.name for p in photos.image_paths]
+    if root is not None and all((Path(root) / f).is_file() for f in FLICKR8K_SPLITS.values()):
+        listed = {k: set(Path(root, f).read_text(encoding="utf-8").split()) for k, f in FLICKR8K_SPLITS.items()}
+        train = np.array([i for i, n in enumerate(names) if n in listed["train"]], int)
+        test = np.array([i for i, n in enumerate(names) if n in listed["test"]], int)
+        if len(train) and len(test):
+            return train, test
+    if len(photos) < 2:
+        raise ValueError(f"{photos.name} has {len(photos)} image(s): at least 2 are needed, one to train on and one to test")
+    n_test = int(min(max_test, max(1, round(test_fraction * len(photos)))))
+    order = np.random.default_rng(seed).permutation(len(photos))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+#: Hand-written captions (five each, Flickr8k's style) for photographs that ship with
+#: scikit-image: what a made Flickr8k-format folder holds when the real one is absent.
+SAMPLE_CAPTIONS = {
+    "astronaut": ["an astronaut in a white spacesuit smiles beside an american flag", "a woman astronaut poses for a portrait",
+                  "a smiling astronaut holds a helmet in front of a flag", "portrait of a woman in an orange and white space suit",
+                  "an astronaut stands in front of the stars and stripes"],
+    "coffee": ["a cup of coffee on a saucer with a spoon", "a white cup of black coffee on a table",
+               "a coffee cup and a spoon on a red table", "a cup of coffee seen from above", "a hot drink in a white cup on a saucer"],
+    "chelsea": ["a tabby cat looks to the side", "an orange and brown cat sits indoors", "a cat with green eyes and long whiskers",
+                "a close up of a striped cat", "a ginger cat looking at something to its left"],
+    "rocket": ["a rocket stands on the launch pad under a blue sky", "a space rocket waits on its launch tower",
+               "a white rocket beside a launch gantry", "a rocket ready for launch on a sunny day", "a tall rocket on a pad by the sea"],
+    "motorcycle_left": ["a red motorcycle parked in a garage", "a motorbike stands inside a workshop", "a motorcycle beside shelves of tools",
+                        "a parked red and black motorbike", "a motorcycle in a room with a white wall"],
+    "hubble_deep_field": ["many galaxies in the dark sky", "a telescope image of distant galaxies", "stars and galaxies on a black background",
+                          "a deep field photograph of space full of galaxies", "small bright galaxies scattered across the night sky"],
+    "immunohistochemistry": ["a stained tissue sample under a microscope", "cells stained brown and blue in a slide",
+                             "a microscope image of tissue with brown spots", "a slide of tissue seen through a microscope",
+                             "blue and brown stained cells on a slide"],
+    "retina": ["a photograph of the back of a human eye", "the retina with its blood vessels", "a red eye fundus image with veins",
+               "blood vessels spread across the retina", "a medical image of an eye showing the optic disc"],
+    "camera": ["a man with a camera on a tripod", "a photographer stands in a field with his camera", "a black and white photo of a cameraman",
+               "a man looks through a camera on a tripod", "a person taking a picture outdoors in black and white"],
+    "coins": ["many old coins on a dark surface", "a grey photo of rows of coins", "coins laid out in rows",
+              "a collection of coins in black and white", "small round coins on a table"],
+    "horse": ["the black silhouette of a horse", "a horse drawn in black on white", "a shadow of a horse standing still",
+              "a silhouette of a horse on a white background", "a black horse shape"],
+    "moon": ["the surface of the moon with craters", "a grey photo of lunar craters", "craters on the moon in black and white",
+             "a close view of the moon surface", "the rough grey surface of the moon"],
+    "page": ["a page of printed text", "an old page of a book", "a scanned page with lines of text", "black text on a grey page",
+             "a page of writing in black and white"],
+    "clock": ["a clock on a wall", "a blurred picture of a clock face", "a round clock with hands", "a wall clock in black and white",
+              "a clock seen with motion blur"],
+}
+
+
+def _sample_photo(name: str) -> np.ndarray:
+    """A scikit-image sample photograph as uint8 RGB at its own size."""
+    from skimage import data
+
+    image = getattr(data, {"motorcycle_left": "stereo_motorcycle", "clock": "clock"}.get(name, name))()
+    image = image[0] if isinstance(image, tuple) else image
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = np.where(image, 0, 255).astype(np.uint8)  # the horse: black on white
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+
+
+def make_flickr8k_folder(folder: str | Path, *, shapes_images: int = 40, seed: int = 0) -> Path:
+    """Write a small dataset in Flickr8k's format into ``folder``: ``Images/`` and ``captions.txt``
+    (``image,caption``). It holds the scikit-image photographs of :data:`SAMPLE_CAPTIONS` at their
+    own sizes (JPEG) with those captions, and ``shapes_images`` Shapes scenes (PNG, 64×64) with
+    their five captions each. What the course trains on when Flickr8k itself is not on disk:
+    the same code, on a dataset small enough to make in a second. Returns ``folder``."""
+    from PIL import Image
+
+    from mmcourse.data import shapes
+
+    folder = Path(folder)
+    (folder / "Images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, captions in SAMPLE_CAPTIONS.items():
+        Image.fromarray(_sample_photo(name)).save(folder / "Images" / f"{name}.jpg", quality=90)
+        rows += [(f"{name}.jpg", c) for c in captions]
+    scenes = shapes.generate(shapes_images, seed=seed) if shapes_images else None
+    for i in range(shapes_images):
+        Image.fromarray(scenes.images[i]).save(folder / "Images" / f"shapes_{i:04d}.png")
+        rows += [(f"shapes_{i:04d}.png", c) for c in scenes.captions[i]]
+    with open(folder / "captions.txt", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "caption"])
+        writer.writerows(rows)
+    return folder

@@ -84,7 +84,7 @@ def grid_cells(encoder, channels: int, images, training=False):
     elif tuple(x.shape[1:]) == (8, 8, channels):  # the encoder's grids, computed beforehand
         grid = ops.cast(x, "float32")
     else:
-        raise ValueError(f"expected images (n, 64, 64, 3) or encoder grids (n, 8, 8, {channels}), got shape {tuple(x.shape)}")
+        raise ValueError(f"expected images (n, size, size, 3) or encoder grids (n, 8, 8, {channels}), got shape {tuple(x.shape)}")
     grid = ops.reshape(grid, (-1, 64, channels))
     pooled = ops.mean(grid, axis=1)  # the encoder's "pooled" output: the mean over the 64 cells
     # each cell also carries where it is, (x, y) in [−1, 1]: attention's weighted sum then
@@ -152,6 +152,11 @@ class Captioner(CaptionLoss, keras.Model):
         units: GRU state size.
         attention_weight: λ of the attention regulariser (attention only).
         looks: 1 (show, attend and tell) or 2 (also look again with the new state); attention only.
+        backbone: the image encoder, ``"shapes"`` (the course's CNN, 64×64 images) or a
+            ``keras.applications`` network (:data:`mmcourse.models.vision.BACKBONES`) on
+            ``image_size`` photographs; its width then sets ``channels``.
+        caption_length: tokens of the longest caption with ``<start>`` and ``<end>`` (decoding
+            stops one short of it).
 
     ``call`` and :meth:`encode` take images ``(n, 64, 64, 3)`` or the encoder's grids ``(n, 8, 8,
     channels)`` computed beforehand (a frozen encoder's grids, once for the whole dataset).
@@ -160,12 +165,15 @@ class Captioner(CaptionLoss, keras.Model):
     decoder = "gru"
 
     def __init__(self, vocab_size: int, *, fusion: str = "attention", channels: int = 64, embed_dim: int = 32,
-                 units: int = 128, attention_units: int = 64, attention_weight: float = 0.1, looks: int = 2, **kwargs):
+                 units: int = 128, attention_units: int = 64, attention_weight: float = 0.1, looks: int = 2, backbone: str = "shapes",
+                 image_size: int | None = None, caption_length: int = CAPTION_LENGTH, **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
         check_positive_int(vocab_size, "vocab_size (the vocabulary's length)", minimum=5)
-        self.vocab_size, self.fusion, self.channels = int(vocab_size), fusion, int(channels)
+        self.vocab_size, self.fusion = int(vocab_size), fusion
+        self.backbone, self.image_size = backbone, image_size
+        self.caption_length = check_positive_int(caption_length, "caption_length", minimum=3)
         self.embed_dim, self.units, self.attention_units = int(embed_dim), int(units), int(attention_units)
         self.attention_weight = float(attention_weight)
         if looks not in (1, 2):
@@ -173,7 +181,8 @@ class Captioner(CaptionLoss, keras.Model):
         self.looks = int(looks) if fusion == "attention" else 0
         # every layer takes the model's dtype policy (so a model trained in mixed precision loads as it trained)
         policy = self.dtype_policy
-        self.encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
+        self.encoder = vision.build_backbone(backbone, channels=channels, image_size=image_size, dtype=policy)
+        self.channels = int(self.encoder.output["grid"].shape[-1])
         self.embedding = keras.layers.Embedding(self.vocab_size, self.embed_dim, dtype=policy, name="word_vectors")
         self.init_state = keras.layers.Dense(self.units, activation="tanh", dtype=policy, name="init_state")
         self.cell = keras.layers.GRUCell(self.units, dtype=policy, name="decoder_cell")
@@ -255,17 +264,18 @@ class Captioner(CaptionLoss, keras.Model):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, fusion=self.fusion, channels=self.channels, embed_dim=self.embed_dim,
                       units=self.units, attention_units=self.attention_units, attention_weight=self.attention_weight,
-                      looks=self.looks or 1)
+                      looks=self.looks or 1, backbone=self.backbone, image_size=self.image_size, caption_length=self.caption_length)
         return config
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def greedy_decode(model: Captioner, images, vocabulary: Vocabulary, *, max_words: int = CAPTION_LENGTH - 1, batch_size: int = 256):
+def greedy_decode(model: Captioner, images, vocabulary: Vocabulary, *, max_words: int | None = None, batch_size: int = 256):
     """The most likely word at every step. Returns ``(captions, attention)``: strings, and per
     caption an array ``(words + 1, 8, 8)``: one map per word, then the one that chose ``<end>``
-    (``(words, 8, 8)`` when ``max_words`` ran out first)."""
+    (``(words, 8, 8)`` when ``max_words``, by default the model's ``caption_length − 1``, ran out first)."""
+    max_words = _max_words(model, max_words)
     start, end = vocabulary.index("<start>"), vocabulary.index("<end>")
     captions, maps = [], []
     images = np.asarray(images)
@@ -287,11 +297,16 @@ def greedy_decode(model: Captioner, images, vocabulary: Vocabulary, *, max_words
     return captions, maps
 
 
-def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: int = 3, max_words: int = CAPTION_LENGTH - 1):
+def _max_words(model, max_words: int | None) -> int:
+    return getattr(model, "caption_length", CAPTION_LENGTH) - 1 if max_words is None else check_positive_int(max_words, "max_words")
+
+
+def beam_search(model: Captioner, image, vocabulary: Vocabulary, *, beam_width: int = 3, max_words: int | None = None):
     """Keep the ``beam_width`` most likely partial captions (by summed log-probability) at
     every step; a caption ends at ``<end>``. Returns ``(caption, attention (words + 1, 8, 8),
     log_probability)`` of the best finished caption. ``beam_width = 1`` is greedy decoding."""
     check_positive_int(beam_width, "beam_width")
+    max_words = _max_words(model, max_words)
     start, end = vocabulary.index("<start>"), vocabulary.index("<end>")
     grid, pooled, state = model.encode(np.asarray(image)[None])
     # a state is a tensor (the GRU's) or a nest of them (the Transformer's caches): kept per beam
@@ -333,16 +348,20 @@ TRANSFORMER_SIZES = {"d_model": 64, "num_heads": 4, "layers": 2, "hidden": 128}
 TRANSFORMER_EPOCHS = {"quick": 10, "full": 10}
 
 
-def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0, epochs: int = 1):
+def caption_dataset(images, captions, vocabulary: Vocabulary, *, batch_size: int = 64, seed: int = 0, epochs: int = 1,
+                    length: int = CAPTION_LENGTH):
     """A ``tf.data`` stream of ``((images, inputs), targets)`` batches for ``epochs`` passes over
     the images, each pass in its own order drawn from ``seed`` (:func:`mmcourse.data.pipeline.row_batches`;
     ``⌈n / batch_size⌉`` batches a pass, the last one smaller), in which every image (or its
     precomputed grid) comes with one of its reference captions, drawn afresh at every step.
 
     Orders and draws are fixed before the batches are split between replicas, so one device
-    and several train on the same batches."""
+    and several train on the same batches. Captions are padded (or cut) to ``length`` tokens;
+    images with fewer references than the most have theirs cycled to fill the rows (with 3 of 5, the
+    first two are drawn twice as often)."""
     images = np.asarray(images)
-    ids = np.stack([vocabulary.encode_batch(list(c), length=CAPTION_LENGTH) for c in captions])  # (n, refs, T)
+    refs = max(len(c) for c in captions)
+    ids = np.stack([vocabulary.encode_batch([c[k % len(c)] for k in range(refs)], length=length) for c in captions])  # (n, refs, T)
     images_t, ids_t = tf.constant(images), tf.constant(ids.astype(np.int32))
 
     def gather(step, rows):
@@ -363,9 +382,9 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     by teacher forcing. Returns ``(model, history, seconds)``.
 
     With ``encoder`` (a pre-trained image encoder, e.g. from
-    :func:`mmcourse.models.vision.pretrain_image_encoder`) the captioner takes its weights and
-    keeps them frozen: the grids of all the images are computed once and only the decoder
-    trains. Without it, encoder and decoder train together from scratch. ``seconds`` counts
+    :func:`mmcourse.models.vision.pretrain_image_encoder`, or a photo backbone) the captioner
+    takes its weights and keeps them frozen: the grids of all the images are computed once
+    (or ``images`` are those grids already, ``(n, 8, 8, C)``) and only the decoder trains. Without it, encoder and decoder train together from scratch. ``seconds`` counts
     the grids' computation too.
 
     The model is built from ``seed`` (without touching the global random state) and compiled
@@ -392,8 +411,9 @@ def train_captioner(images, captions, vocabulary: Vocabulary, *, fusion: str = "
     if encoder is not None:
         model.encoder.set_weights(encoder.get_weights())
         model.encoder.trainable = False
-        inputs = vision.encode(model.encoder, images, output="grid")  # (n, 8, 8, C), once
-    data = caption_dataset(inputs, captions, vocabulary, batch_size=batch_size, seed=seed, epochs=epochs)
+        if np.shape(images)[-1] == 3:  # images: their grids, once (grids made beforehand are used as they are)
+            inputs = vision.encode(model.encoder, images, output="grid")  # (n, 8, 8, C)
+    data = caption_dataset(inputs, captions, vocabulary, batch_size=batch_size, seed=seed, epochs=epochs, length=model.caption_length)
     callbacks = []
     if progress:
         from tqdm.keras import TqdmCallback
@@ -489,15 +509,17 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
 def caption_files(folder, paths) -> list[tuple[str, str | None, str | None]]:
     """What ``mmcourse caption`` does: for each image file ``(path, caption, None)``, or
     ``(path, None, reason)`` when it is missing, not an image, or truncated. PNG or JPEG of any
-    size is resized to 64×64 with alpha dropped. Raises ``FileNotFoundError`` when ``folder``
+    size is resized to the model's input size (64×64 on Shapes, 256×256 through a photo backbone)
+    with alpha dropped. Raises ``FileNotFoundError`` when ``folder``
     holds no captioner; ``folder=None`` captions with the shipped one."""
     from mmcourse.data.photos import load_image
 
     model, vocabulary = load(folder)
+    size = int(model.encoder.input.shape[1])
     loaded, results = {}, []
     for i, path in enumerate(paths):
         try:
-            loaded[i] = load_image(path, 64)
+            loaded[i] = load_image(path, size)
             results.append([str(path), None, None])
         except FileNotFoundError:
             results.append([str(path), None, "no such file"])

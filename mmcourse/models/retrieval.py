@@ -287,11 +287,18 @@ class DualEncoder(keras.Model):
         embed_dim: word-vector size; units: GRU state size (and hidden width of the projections).
         semantic_positives: count captions true of another image of the batch as its positives.
         hard_negatives: add each batch caption's :func:`hard_negative` to the image → caption softmax.
+        backbone, image_size: the image tower's encoder (:func:`mmcourse.models.vision.build_backbone`):
+            the course's CNN, or a ``keras.applications`` network for photographs.
+        text_length: the words a caption keeps (:func:`embed_captions` pads or cuts to it).
+
+    Photographs have no meaning codes: a batch without ``y`` is trained with instance positives
+    only (an image's own caption), as CLIP is.
     """
 
     def __init__(self, vocab_size: int, *, text_encoder: str = "gru", dim: int = 64, channels: int = 32, embed_dim: int = 64,
                  units: int = 128, semantic_positives: bool = True, hard_negatives: bool = True,
-                 initial_temperature: float = INITIAL_TEMPERATURE, **kwargs):
+                 initial_temperature: float = INITIAL_TEMPERATURE, backbone: str = "shapes", image_size: int | None = None,
+                 text_length: int = TEXT_LENGTH, **kwargs):
         super().__init__(**kwargs)
         if text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
@@ -302,10 +309,12 @@ class DualEncoder(keras.Model):
         self.embed_dim, self.units, self.semantic_positives = int(embed_dim), int(units), bool(semantic_positives)
         self.hard_negatives = bool(hard_negatives)
         self.initial_temperature = float(initial_temperature)
+        self.backbone, self.image_size, self.text_length = backbone, image_size, check_positive_int(text_length, "text_length")
         # every layer takes the model's dtype policy (so a model trained in mixed precision loads as it trained)
         policy = self.dtype_policy
         # image tower: CNN grid → narrow 1×1 convolution → flatten (keeps where) → MLP → unit vector
-        self.image_encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
+        self.image_encoder = vision.build_backbone(backbone, channels=self.channels, image_size=image_size, dtype=policy)
+        self.channels = int(self.image_encoder.output["grid"].shape[-1])
         self.image_narrow = keras.layers.Conv2D(16, 1, activation="relu", dtype=policy, name="image_narrow")
         self.image_flatten = keras.layers.Flatten(dtype=policy, name="image_flatten")
         self.image_hidden = keras.layers.Dense(2 * self.units, activation="relu", dtype=policy, name="image_hidden")
@@ -324,8 +333,10 @@ class DualEncoder(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("accuracy", "temperature")}
 
     def embed_images(self, images, training=False):
-        """Unit vectors ``(n, dim)`` of uint8 images, or float images in ``[0, 1]``."""
-        grid = self.image_encoder(imageops.to_unit_tensor(images), training=training)["grid"]
+        """Unit vectors ``(n, dim)`` of uint8 images, float images in ``[0, 1]``, or the image
+        encoder's grids ``(n, 8, 8, C)`` computed beforehand (a frozen backbone's)."""
+        x = ops.convert_to_tensor(images)
+        grid = self.image_encoder(imageops.to_unit_tensor(x), training=training)["grid"] if x.shape[-1] == 3 else x
         h = self.image_hidden(self.image_flatten(self.image_narrow(grid)))
         return self.unit(self.image_projection(h))
 
@@ -355,9 +366,14 @@ class DualEncoder(keras.Model):
         the whole batch, the same number as on one device, and returns its share of it; the
         gradients summed across replicas are then the one-device gradient.
         """
-        caption_codes, scene_codes, negative_codes = y
         image_vectors, text_vectors, *negative_vectors = training_lib.as_float32(*y_pred)
         gather = training_lib.gather_replicas
+        if y is None:  # photographs: an image's own caption is its only positive
+            loss, accuracy = self.batch_loss(gather(image_vectors), gather(text_vectors), None, None)
+            self.trackers["accuracy"].update_state(accuracy)
+            self.trackers["temperature"].update_state(1.0 / training_lib.as_float32(self.logit_scale(None)))
+            return training_lib.replica_share(loss)
+        caption_codes, scene_codes, negative_codes = y
         loss, accuracy = self.batch_loss(gather(image_vectors), gather(text_vectors), gather(caption_codes), gather(scene_codes),
                                          gather(negative_vectors[0]) if negative_vectors else None,
                                          gather(negative_codes) if negative_vectors else None)
@@ -372,7 +388,7 @@ class DualEncoder(keras.Model):
         negatives left out) is true of them (is their own, with ``semantic_positives=False``)."""
         x, y = training_lib.as_float32(image_vectors, text_vectors)
         # positives[i, j]: caption j (of image j) is true of image i
-        positives = ops.transpose(truth_matrix(caption_codes, scene_codes)) if self.semantic_positives else None
+        positives = ops.transpose(truth_matrix(caption_codes, scene_codes)) if self.semantic_positives and caption_codes is not None else None
         negatives = negative_positives = None
         if self.hard_negatives and negative_vectors is not None:
             negatives = training_lib.as_float32(negative_vectors)
@@ -389,7 +405,8 @@ class DualEncoder(keras.Model):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, text_encoder=self.text_encoder, dim=self.dim, channels=self.channels,
                       embed_dim=self.embed_dim, units=self.units, semantic_positives=self.semantic_positives,
-                      hard_negatives=self.hard_negatives, initial_temperature=self.initial_temperature)
+                      hard_negatives=self.hard_negatives, initial_temperature=self.initial_temperature, backbone=self.backbone,
+                      image_size=self.image_size, text_length=self.text_length)
         return config
 
 
@@ -507,15 +524,22 @@ def train_dual_encoder(data: shapes.ShapesDataset, vocabulary: Vocabulary, *, te
 
 
 def embed_images(model: DualEncoder, images, *, batch_size: int = 256) -> np.ndarray:
-    """Unit vectors ``(n, dim)`` of many images, in batches (numpy)."""
-    x = vision.preprocess(images)
+    """Unit vectors ``(n, dim)`` of many images (at the image encoder's size), or of their grids, in batches (numpy)."""
+    x = np.asarray(images)
+    x = imageops.to_unit(x, shape=tuple(model.image_encoder.input.shape[1:])) if x.shape[-1] == 3 else x
     parts = [ops.convert_to_numpy(model.embed_images(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32)
 
 
 def embed_captions(model: DualEncoder, captions: Sequence[str], vocabulary: Vocabulary, *, batch_size: int = 1024) -> np.ndarray:
-    """Unit vectors ``(m, dim)`` of captions (an unknown word raises a ``ValueError`` naming it)."""
-    tokens = encode_captions(captions, vocabulary)
+    """Unit vectors ``(m, dim)`` of captions. On the Shapes world an unknown word raises a
+    ``ValueError`` naming it; a photo model (its own vocabulary) reads it as ``<unk>``."""
+    if model.backbone == "shapes":
+        tokens = encode_captions(captions, vocabulary)
+    else:
+        from mmcourse.data.photos import normalise_caption
+
+        tokens = vocabulary.encode_batch([normalise_caption(c) for c in captions], length=model.text_length, bounds=False)
     parts = [ops.convert_to_numpy(model.embed_texts(tokens[i : i + batch_size])) for i in range(0, len(tokens), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32)
 

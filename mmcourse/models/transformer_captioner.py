@@ -55,16 +55,20 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         positions: the words' positions, ``"sinusoidal"`` or ``"learned"``.
         image_positions: the image tokens' positions, ``"sinusoidal_2d"`` (fixed, after the
             image's LayerNorm) or ``"learned"`` (a trained table, before it).
+        backbone, image_size, caption_length: as :class:`~mmcourse.models.captioning.Captioner`'s.
     """
 
     decoder = "transformer"
 
     def __init__(self, vocab_size: int, *, channels: int = 64, d_model: int = 64, num_heads: int = 4, layers: int = 2,
                  encoder_layers: int = 0, hidden: int = 128, dropout: float = 0.0, positions: str = "learned",
-                 image_positions: str = "sinusoidal_2d", **kwargs):
+                 image_positions: str = "sinusoidal_2d", backbone: str = "shapes", image_size: int | None = None,
+                 caption_length: int = CAPTION_LENGTH, **kwargs):
         super().__init__(**kwargs)
         check_positive_int(vocab_size, "vocab_size (the vocabulary's length)", minimum=5)
-        self.vocab_size, self.channels, self.d_model = int(vocab_size), int(channels), check_positive_int(d_model, "d_model")
+        self.vocab_size, self.d_model = int(vocab_size), check_positive_int(d_model, "d_model")
+        self.backbone, self.image_size = backbone, image_size
+        self.caption_length = check_positive_int(caption_length, "caption_length", minimum=3)
         self.num_heads, self.n_layers = check_positive_int(num_heads, "num_heads"), check_positive_int(layers, "layers")
         self.encoder_layers, self.hidden, self.dropout_rate, self.positions = int(encoder_layers), int(hidden), float(dropout), positions
         if image_positions not in ("sinusoidal_2d", "learned"):
@@ -75,14 +79,15 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         # what the shared loss, evaluate() and the captioning explorer read: cross-attention is attention fusion
         self.fusion, self.looks, self.attention_weight = "attention", 0, 0.0
         policy = self.dtype_policy
-        self.encoder = vision.build_image_encoder(channels=self.channels, dtype=policy)
+        self.encoder = vision.build_backbone(backbone, channels=channels, image_size=image_size, dtype=policy)
+        self.channels = int(self.encoder.output["grid"].shape[-1])
         self.image_tokens = keras.layers.Dense(self.d_model, dtype=policy, name="image_tokens")
         self.image_positions = PositionalEmbedding(64, kind=image_positions, stddev=1.0, dtype=policy, name="image_positions")
         self.image_blocks = [TransformerBlock(num_heads, hidden, dropout=dropout, dtype=policy, name=f"image_block_{i}")
                              for i in range(self.encoder_layers)]
         self.image_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="image_norm")
         self.embedding = keras.layers.Embedding(self.vocab_size, self.d_model, dtype=policy, name="word_vectors")
-        self.word_positions = PositionalEmbedding(CAPTION_LENGTH, kind=positions, dtype=policy, name="word_positions")
+        self.word_positions = PositionalEmbedding(self.caption_length, kind=positions, dtype=policy, name="word_positions")
         self.blocks = [TransformerBlock(num_heads, hidden, causal=True, cross_attention=True, dropout=dropout, dtype=policy,
                                         name=f"decoder_block_{i}") for i in range(self.n_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
@@ -166,5 +171,6 @@ class TransformerCaptioner(CaptionLoss, keras.Model):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, channels=self.channels, d_model=self.d_model, num_heads=self.num_heads,
                       layers=self.n_layers, encoder_layers=self.encoder_layers, hidden=self.hidden, dropout=self.dropout_rate,
-                      positions=self.positions, image_positions=self.image_positions_kind)
+                      positions=self.positions, image_positions=self.image_positions_kind, backbone=self.backbone,
+                      image_size=self.image_size, caption_length=self.caption_length)
         return config

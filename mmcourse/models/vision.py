@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,8 @@ __all__ = [
     "ATTRIBUTES",
     "preprocess",
     "build_image_encoder",
+    "BACKBONES",
+    "build_backbone",
     "build_attribute_classifier",
     "attribute_targets",
     "train_attribute_classifier",
@@ -110,6 +113,51 @@ def build_image_encoder(channels: int = 64, *, dtype=None, name: str = "image_en
     grid = keras.layers.Conv2D(channels, 1, activation="relu", dtype=dtype, name="grid")(x)
     pooled = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="pooled")(grid)
     return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=name)
+
+
+#: The ``keras.applications`` backbones :func:`build_backbone` knows: name → (constructor, how it
+#: wants its pixels: ``"0-255"`` when it rescales them itself, ``"-1-1"`` for MobileNetV2).
+BACKBONES = {
+    "mobilenet_v3_small": ("MobileNetV3Small", "0-255"),
+    "mobilenet_v3_large": ("MobileNetV3Large", "0-255"),
+    "efficientnet_b0": ("EfficientNetB0", "0-255"),
+    "mobilenet_v2": ("MobileNetV2", "-1-1"),
+}
+#: Photographs go through a backbone at 256×256: every backbone above divides by 32, which
+#: leaves the 8×8 grid the course's decoders attend over.
+PHOTO_SIZE = 256
+
+
+def build_backbone(name: str = "shapes", *, channels: int = 64, weights: str | None = None, image_size: int | None = None,
+                   dtype=None) -> keras.Model:
+    """An image encoder with :func:`build_image_encoder`'s interface (images in ``[0, 1]`` →
+    ``{"grid": (n, 8, 8, C), "pooled": (n, C)}``) for ``name``: ``"shapes"`` is the course's CNN
+    (64×64 images, ``channels`` wide); any name in :data:`BACKBONES` is that ``keras.applications``
+    network without its classifier, on ``image_size`` (default :data:`PHOTO_SIZE`) images, ``C``
+    its own width (576 for MobileNetV3Small).
+
+    ``weights``: ``None`` (random; never touches the network), ``"imagenet"`` (Keras downloads
+    them once into ``~/.keras`` if they are not there yet) or the path of a weights file for that
+    network (as Keras saves or downloads them). Only a ``keras.applications`` backbone has them.
+    """
+    if name == "shapes":
+        if weights not in (None, "none"):
+            raise ValueError("the shapes backbone has no pre-trained weights to load: use --weights none (it trains with the captioner)")
+        return build_image_encoder(channels, dtype=dtype)
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be 'shapes' or one of {', '.join(BACKBONES)}; got {name!r}")
+    if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights: no file at {weights} (pass None, 'imagenet', or a weights file of the {name} network)")
+    size = PHOTO_SIZE if image_size is None else check_positive_int(image_size, "image_size", minimum=32)
+    constructor, pixels = BACKBONES[name]
+    inputs = keras.Input((size, size, 3), name="image")
+    # the networks were trained on pixels scaled their own way: undo the course's [0, 1] first
+    x = keras.layers.Rescaling(255.0 if pixels == "0-255" else 2.0, offset=0.0 if pixels == "0-255" else -1.0, dtype=dtype, name="pixels")(inputs)
+    network = getattr(keras.applications, constructor)(input_shape=(size, size, 3), include_top=False,
+                                                       weights=None if weights in (None, "none") else str(weights))
+    grid = network(x)
+    pooled = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="pooled")(grid)
+    return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=f"{name}_encoder")
 
 
 def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learning_rate: float = 2e-3, seed: int = 0) -> keras.Model:
