@@ -18,6 +18,7 @@
                 vlm                       (one small vision-language model that captions and answers questions)
                 diffusion                 (text to image: a latent autoencoder and a caption-conditioned denoiser)
     mmcourse caption --model DIR IMAGE ...  caption image files: path<TAB>caption per line
+    mmcourse search --model DIR [--k K] "QUERY" IMAGE ...   rank image files by a text query: similarity<TAB>path per line
     mmcourse ask --model DIR IMAGE "QUESTION"   answer a question about an image (prints the answer)
     mmcourse ask --model DIR --caption IMAGE    caption an image with the VLM (prints the caption)
     mmcourse ask --model DIR --batch FILE       FILE: lines IMAGE<TAB>QUESTION (or IMAGE<TAB>caption:);
@@ -231,6 +232,17 @@ def _cmd_train_judge(args: argparse.Namespace) -> int:
           f"single objects with a clean outline: {m['outline_at_least_0.8']:.3f}")
     print(f"metrics in {args.out / 'metrics.json'}")
     return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from mmcourse.models.retrieval import search_files
+
+    ranked, unreadable = search_files(args.model, args.query, args.images, k=args.k)
+    for path, reason in unreadable:
+        print(f"{path}: {reason}", file=sys.stderr)
+    for path, similarity in ranked:
+        print(f"{similarity:.3f}\t{path}")
+    return 1 if unreadable else 0
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:
@@ -485,6 +497,16 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")
     caption.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to the model's input size, alpha dropped)")
     caption.set_defaults(func=_cmd_caption)
+
+    search = sub.add_parser("search", help="rank image files by how well they match a text query, with a trained dual encoder",
+                            description="rank image files by a text query: prints SIMILARITY<TAB>PATH for the K best, best first. "
+                                        "An unreadable file is one line on stderr and the exit status is 1.")
+    search.add_argument("--model", type=Path, default=None,
+                        help="folder written by `mmcourse train retrieval --out DIR` (default: the shipped data/retrieval)")
+    search.add_argument("--k", type=_positive_int, default=5, help="how many to print (default 5)")
+    search.add_argument("query", help='e.g. "a cat looking to the side" (quote it)')
+    search.add_argument("images", nargs="+", help="PNG or JPEG files of any size (resized to the model's input size)")
+    search.set_defaults(func=_cmd_search)
 
     ask = sub.add_parser("ask", help="answer a question about an image (or caption it) with a trained vision-language model",
                          description='answer a question about an image: ask --model DIR IMAGE "QUESTION" prints the answer; '

@@ -183,3 +183,18 @@ def test_mixed_precision_on_two_replicas(flickr, tmp_path):
     assert result.returncode == 0, result.stderr
     m = json.loads((tmp_path / "R" / "metrics.json").read_text())
     assert m["precision"] == "mixed_float16" and m["replicas"] == 2 and np.isfinite(m["final_loss"])
+
+
+def test_search_ranks_photographs_of_any_size_by_a_query(coco, tmp_path):
+    P.train_retrieval_command(tmp_path / "R", data=coco, profile="quick", epochs=1, cache_dir=tmp_path / "c", progress=False)
+    files = [coco / "val2017" / f"{name}.jpg" for name in ("rocket", "chelsea", "coffee")]
+    small = tmp_path / "small.png"
+    Image.fromarray(photos._sample_photo("astronaut")).resize((33, 47)).save(small)
+    result = run_cli("search", "--model", tmp_path / "R", "--k", "3", "a cat", *files, small, tmp_path / "gone.jpg")
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "gone.jpg" in result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(lines) == 3 and {path for _, path in lines} <= {*map(str, files), str(small)}
+    # the order and numbers are the model's, computed here
+    ranked, unreadable = R.search_files(tmp_path / "R", "a cat", [*files, small], k=3)
+    assert [path for _, path in lines] == [p for p, _ in ranked] and [float(s) for s, _ in lines] == pytest.approx([s for _, s in ranked], abs=1e-3)
+    assert unreadable == []

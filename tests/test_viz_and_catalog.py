@@ -38,3 +38,13 @@ def test_catalog_sees_shipped_data_and_downloads_where_they_belong(monkeypatch, 
     (tmp_path / "mnist.npz").write_bytes(b"")
     found = {info.name: (present, where) for info, present, where in catalog.status()}
     assert found["mnist"] == (True, str(tmp_path / "mnist.npz"))
+
+
+def test_catalog_finds_flickr8k_in_either_of_its_caption_formats(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path))
+    found = {info.name: (present, where) for info, present, where in catalog.status()}
+    assert found["flickr8k"] == (False, str(tmp_path / "flickr8k" / "captions.txt"))  # where it looked
+    (tmp_path / "flickr8k").mkdir()
+    (tmp_path / "flickr8k" / "Flickr8k.token.txt").write_text("a.jpg#0\ta dog\n")
+    found = {info.name: (present, where) for info, present, where in catalog.status()}
+    assert found["flickr8k"] == (True, str(tmp_path / "flickr8k" / "Flickr8k.token.txt"))

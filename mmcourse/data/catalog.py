@@ -23,6 +23,7 @@ class DatasetInfo:
     builtin: bool
     location: str  # a path relative to the data directory, or "package:file" for shipped data
     source: str  # where a learner gets it
+    also: tuple[str, ...] = ()  # other files (relative to the data directory) that count as the dataset being there
 
 
 def _package_file(spec: str) -> Path:
@@ -40,8 +41,10 @@ DATASETS = (
     DatasetInfo("glove-sample", "GloVe-format vectors (small sample)", True, "gensim:test/test_data/test_glove.txt", "ships with gensim"),
     DatasetInfo("photos", "sample photographs", True, "skimage:data/astronaut.png", "ships with scikit-image"),
     DatasetInfo("digits", "8×8 handwritten digits", True, "sklearn:datasets/data/digits.csv.gz", "ships with scikit-learn"),
-    DatasetInfo("flickr8k", "Flickr8k images and captions", False, "flickr8k/captions.txt", "https://github.com/jbrownlee/Datasets/releases (Flickr8k_Dataset, Flickr8k_text)"),
-    DatasetInfo("coco", "COCO captions", False, "coco/annotations/captions_val2017.json", "https://cocodataset.org/#download"),
+    DatasetInfo("flickr8k", "Flickr8k images and captions", False, "flickr8k/captions.txt",
+                "https://github.com/jbrownlee/Datasets/releases (Flickr8k_Dataset, Flickr8k_text)", ("flickr8k/Flickr8k.token.txt",)),
+    DatasetInfo("coco", "COCO captions", False, "coco/annotations/captions_val2017.json", "https://cocodataset.org/#download",
+                ("coco/annotations/captions_train2017.json",)),
     DatasetInfo("mnist", "MNIST digits", False, "mnist.npz", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"),
     DatasetInfo("cifar10", "CIFAR-10 images", False, "cifar-10-batches-py/data_batch_1", "https://www.cs.toronto.edu/~kriz/cifar.html"),
     DatasetInfo("glove", "GloVe 6B word vectors", False, "glove.6B.100d.txt", "https://nlp.stanford.edu/projects/glove/"),
@@ -63,6 +66,6 @@ def status() -> list[tuple[DatasetInfo, bool, str]]:
                 out.append((info, False, f"package {info.location.partition(':')[0]} is not installed"))
                 continue
         else:
-            path = data_dir() / info.location
+            path = next((data_dir() / p for p in info.also if (data_dir() / p).exists()), data_dir() / info.location)
         out.append((info, path.exists(), str(path)))
     return out

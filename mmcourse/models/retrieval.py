@@ -654,3 +654,25 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     metrics = {"text_encoder": text_encoder, "train_images": n, "epochs": epochs, "batch_size": BATCH_SIZE, "test_images": len(test),
                "final_loss": float(history["loss"][-1]), "temperature": model.logit_scale.temperature, **scores}
     return artifacts.write_metrics(out, metrics, files=[MODEL_FILE, VOCABULARY_FILE], run=run, profile=chosen.name, seed=seed, test_seed=[seed, 2], train_seconds=seconds)
+
+
+def search_files(folder, query: str, paths, *, k: int = 5) -> tuple[list[tuple[str, float]], list[tuple[str, str]]]:
+    """What ``mmcourse search`` does: the ``k`` image files of ``paths`` most similar to the
+    text ``query`` under the dual encoder saved in ``folder`` (``None``: the shipped one), each
+    read at the model's input size (64×64 on Shapes, 256×256 through a photo backbone) whatever
+    its own. Returns ``(ranked [(path, cosine similarity)], unreadable [(path, reason)])``."""
+    from mmcourse.data.photos import load_image
+
+    model, vocabulary = load(folder)
+    size = int(model.image_encoder.input.shape[1])
+    images, readable, unreadable = [], [], []
+    for path in paths:
+        try:
+            images.append(load_image(path, size))
+            readable.append(str(path))
+        except (FileNotFoundError, ValueError) as error:
+            unreadable.append((str(path), str(error)))
+    if not images:
+        return [], unreadable
+    order, similarity = search(embed_captions(model, [query], vocabulary), embed_images(model, np.stack(images)), k=min(k, len(images)))
+    return [(readable[i], float(s)) for i, s in zip(order[0], similarity[0])], unreadable
