@@ -439,7 +439,7 @@ def _add_photo_options(target: argparse.ArgumentParser) -> None:
     photos.add_argument("--weights", default="none",
                         help="imagenet (Keras downloads them once), none (random; default) or a weights file of the backbone")
     photos.add_argument("--limit", type=_positive_int, default=None, help="use the first N images (default: 500 quick, all full)")
-    photos.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training images (default: 3 quick, 15 full)")
+    photos.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training images (default: 3 quick, 15 full; more when that makes under 10 or 400 steps)")
     photos.add_argument("--cache", type=Path, default=None, help="folder of cached backbone features (default: DATA_DIR/cache/features)")
 
 

@@ -122,6 +122,18 @@ def test_the_captioner_trains_end_to_end_and_its_metrics_hold_every_metric(train
     assert m["missing_files"] == 1 and [s["path"] for s in m["skipped_files"]] == [str(flickr / "Images" / "broken.jpg")]
     assert m["train_images"] + m["test_images"] == len(PHOTOS) and m["test_images"] >= 1
     assert len(m["examples"]) == m["test_images"] and all(e["references"] for e in m["examples"])
+    assert m["blind_caption"] in {c for n in PHOTOS for c in photos.SAMPLE_CAPTIONS[n]} | {"an astronaut smiling in front of a flag"}
+    assert 0 <= m["blind_bleu4"] <= 100 and m["blind_cider_d"] >= 0
+
+
+def test_the_blind_baseline_and_the_local_weights(tmp_path, monkeypatch):
+    assert P.blind_caption([["a dog", "a cat"], ["a cat", "the sun"]]) == "a cat"
+    assert P.blind_caption([["b"], ["a"]]) == "a"  # a tie: the first in order, so runs agree
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert P.local_weights("mobilenet_v3_small") == "none"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5").write_bytes(b"")
+    assert P.local_weights("mobilenet_v3_small") == "imagenet" and P.local_weights("efficientnet_b0") == "none"
 
 
 def test_caption_reads_the_model_on_photographs_of_any_size(trained, tmp_path):
@@ -198,3 +210,9 @@ def test_search_ranks_photographs_of_any_size_by_a_query(coco, tmp_path):
     ranked, unreadable = R.search_files(tmp_path / "R", "a cat", [*files, small], k=3)
     assert [path for _, path in lines] == [p for p, _ in ranked] and [float(s) for s, _ in lines] == pytest.approx([s for _, s in ranked], abs=1e-3)
     assert unreadable == []
+
+
+def test_a_small_folder_trains_for_enough_steps():
+    assert P.epochs_for("full", 20_000, 64) == 15  # a real dataset: the profile's epochs
+    assert P.epochs_for("full", 157, 64) == 200  # 2 steps an epoch: 400 steps need 200 epochs
+    assert P.epochs_for("quick", 157, 64, epochs=2) == 2  # asked for: as asked

@@ -248,7 +248,7 @@ def _sample_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
-def make_flickr8k_folder(folder: str | Path, *, shapes_images: int = 40, seed: int = 0) -> Path:
+def make_flickr8k_folder(folder: str | Path, *, shapes_images: int = 160, seed: int = 0) -> Path:
     """Write a small dataset in Flickr8k's format into ``folder``: ``Images/`` and ``captions.txt``
     (``image,caption``). It holds the scikit-image photographs of :data:`SAMPLE_CAPTIONS` at their
     own sizes (JPEG) with those captions, and ``shapes_images`` Shapes scenes (PNG, 64×64) with

@@ -28,14 +28,15 @@ from mmcourse import training as training_lib
 from mmcourse.data import photos as photo_data
 from mmcourse.data.text import Vocabulary
 
-__all__ = ["WEIGHTS", "TRAIN_SIZES", "check_weights", "photo_vocabulary", "cut_captions", "PhotoData", "prepare",
+__all__ = ["WEIGHTS", "TRAIN_SIZES", "epochs_for", "check_weights", "local_weights", "blind_caption", "photo_vocabulary", "cut_captions", "PhotoData", "prepare",
            "train_captioner_command", "train_retrieval_command"]
 
 #: ``--weights`` besides a file's path.
 WEIGHTS = ("imagenet", "none")
-#: per profile: at most this many images (None: all), epochs, the vocabulary's size cap, words a caption keeps
-TRAIN_SIZES = {"quick": dict(limit=500, epochs=3, max_vocabulary=2000, max_words=20),
-               "full": dict(limit=None, epochs=15, max_vocabulary=5000, max_words=20)}
+#: per profile: at most this many images (None: all), epochs (more if they would make fewer than
+#: ``min_steps`` steps: a small folder still trains), the vocabulary's size cap, words a caption keeps
+TRAIN_SIZES = {"quick": dict(limit=500, epochs=3, min_steps=10, max_vocabulary=2000, max_words=20),
+               "full": dict(limit=None, epochs=15, min_steps=400, max_vocabulary=5000, max_words=20)}
 BATCH_SIZE, LEARNING_RATE = 64, 2e-3
 #: the decoders' widths on photographs (a bigger vocabulary and vaguer captions than Shapes')
 DECODER_SIZES = {"gru": dict(embed_dim=128, units=256, attention_units=128, attention_weight=0.0),
@@ -55,11 +56,45 @@ def check_weights(weights: str, backbone: str) -> str:
     return weights
 
 
+def local_weights(backbone: str = "mobilenet_v3_small") -> str:
+    """``"imagenet"`` when Keras already holds ``backbone``'s ImageNet weights (without the
+    classifier) in its cache, ``~/.keras/models`` (``KERAS_HOME`` moves it), else ``"none"``: what
+    a notebook passes as ``weights`` so that it never downloads."""
+    import os
+
+    from mmcourse.models import vision
+
+    constructor = vision.BACKBONES[backbone][0]
+    stem = {"MobileNetV3Small": "weights_mobilenet_v3_small", "MobileNetV3Large": "weights_mobilenet_v3_large",
+            "EfficientNetB0": "efficientnetb0_notop", "MobileNetV2": "mobilenet_v2_weights"}[constructor]
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    found = [f for f in cache.glob(f"{stem}*") if "no_top" in f.name or "notop" in f.name] if cache.is_dir() else []
+    return "imagenet" if found else "none"
+
+
+def blind_caption(captions) -> str:
+    """The most common caption of the training references: what a captioner that never looks at
+    the image would say of every one (the baseline a photo captioner must beat)."""
+    from collections import Counter
+
+    counts = Counter(c for caps in captions for c in caps)
+    return min(counts, key=lambda c: (-counts[c], c))
+
+
 def _weights_id(weights: str, seed: int) -> str:
     """What the cache key and metrics.json say about the weights: a file is named by its content."""
     if weights == "none":
         return f"random (seed {seed})"
     return "imagenet" if weights == "imagenet" else f"file {Path(weights).name} sha256 {artifacts.file_sha256(Path(weights))}"
+
+
+def epochs_for(profile: str, train_images: int, batch_size: int, epochs: int | None = None) -> int:
+    """``epochs`` if given, else the profile's, raised until they make ``min_steps`` steps."""
+    if epochs is not None:
+        return epochs
+    sizes = TRAIN_SIZES[profile]
+    steps_per_epoch = max(1, train_images // batch_size)
+    return max(sizes["epochs"], -(-sizes["min_steps"] // steps_per_epoch))
 
 
 def cut_captions(captions, max_words: int) -> list[list[str]]:
@@ -155,8 +190,8 @@ def train_captioner_command(out, *, data, split: str = "val2017", backbone: str 
                     limit=limit, progress=progress)
         train_captions = [d.captions[i] for i in d.train]
         vocabulary = photo_vocabulary(train_captions, TRAIN_SIZES[chosen.name]["max_vocabulary"])
-        n_epochs = epochs or TRAIN_SIZES[chosen.name]["epochs"]
         batch = min(BATCH_SIZE, len(d.train))
+        n_epochs = epochs_for(chosen.name, len(d.train), batch, epochs)
         model, history, seconds = captioning.train_captioner(
             d.inputs[d.train], train_captions, vocabulary, epochs=n_epochs, batch_size=batch, learning_rate=LEARNING_RATE, seed=seed,
             progress=progress, encoder=None if backbone == "shapes" else d.encoder, decoder=decoder, backbone=backbone,
@@ -165,11 +200,14 @@ def train_captioner_command(out, *, data, split: str = "val2017", backbone: str 
     references = [d.captions[i] for i in d.test]
     scores = {f"bleu{n}": M.corpus_bleu(hypotheses, references, max_n=n) for n in range(1, 5)}
     scores.update(cider_d=M.cider_d(hypotheses, references), rouge_l=M.rouge_l(hypotheses, references))
+    blind = [blind_caption(train_captions)] * len(references)  # the same metrics for a captioner that never looks
+    scores.update(blind_caption=blind[0], blind_bleu4=M.corpus_bleu(blind, references), blind_cider_d=M.cider_d(blind, references),
+                  blind_rouge_l=M.rouge_l(blind, references))
     captioning.save(model, vocabulary, out)
     metrics = d.metrics(data=data, backbone=backbone, weights=weights, seed=seed)
     metrics.update(decoder=decoder, vocabulary_size=len(vocabulary), epochs=n_epochs, batch_size=batch, decoder_seconds=seconds,
                    decoder_images_per_second=len(d.train) * n_epochs / seconds, final_loss=float(history["loss"][-1]), **scores,
-                   examples=[{"image": str(d.paths[i]), "caption": h, "references": d.captions[i]} for i, h in zip(d.test[:5], hypotheses[:5])])
+                   examples=[{"image": str(d.paths[i]), "caption": h, "references": d.captions[i]} for i, h in zip(d.test[:12], hypotheses[:12])])
     return artifacts.write_metrics(out, metrics, files=[captioning.MODEL_FILE, captioning.VOCABULARY_FILE], run=run, profile=chosen.name,
                                    seed=seed, test_seed=[seed], train_seconds=d.feature_seconds + seconds)
 
@@ -216,8 +254,8 @@ def train_retrieval_command(out, *, data, split: str = "val2017", backbone: str 
                     limit=limit, progress=progress)
         train_captions = [d.captions[i] for i in d.train]
         vocabulary = photo_vocabulary(train_captions, TRAIN_SIZES[chosen.name]["max_vocabulary"])
-        n_epochs = epochs or TRAIN_SIZES[chosen.name]["epochs"]
         batch = min(BATCH_SIZE, len(d.train))
+        n_epochs = epochs_for(chosen.name, len(d.train), batch, epochs)
         steps = len(d.train) // batch
         with device.strategy().scope(), training_lib.seeded(seed):
             model = retrieval.DualEncoder(len(vocabulary), text_encoder=text_encoder, backbone=backbone, text_length=d.max_words,
