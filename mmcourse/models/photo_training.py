@@ -18,6 +18,7 @@ nothing else.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,26 @@ def prepare(data, *, split: str = "val2017", profile: str = "quick", seed: int =
     return PhotoData(photos, paths, inputs, captions, train, test, skipped, encoder, seconds, cached, sizes["max_words"])
 
 
+@contextmanager
+def _photo_run(out, *, data, split, backbone, weights, profile, seed, precision, cpu_replicas, cache_dir, limit, progress):
+    """Both commands' start: check the weights, the options and ``out`` (before anything loads),
+    then, under the device's precision and replicas, :func:`prepare` the data. Yields
+    ``(profile, seed, out, run, data)``; ``run`` is :func:`mmcourse.device.use`'s record."""
+    weights = check_weights(weights, backbone)
+    chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
+    with device.use(precision, cpu_replicas) as run:
+        yield chosen, seed, out, run, prepare(data, split=split, profile=chosen.name, seed=seed, backbone=backbone, weights=weights,
+                                              cache_dir=cache_dir, limit=limit, progress=progress)
+
+
+def _training_plan(d: PhotoData, profile: str, epochs: int | None):
+    """The training images' captions, their vocabulary, the batch size and the epochs (:func:`epochs_for`)."""
+    train_captions = [d.captions[i] for i in d.train]
+    vocabulary = photo_vocabulary(train_captions, TRAIN_SIZES[profile]["max_vocabulary"])
+    batch = min(BATCH_SIZE, len(d.train))
+    return train_captions, vocabulary, batch, epochs_for(profile, len(d.train), batch, epochs)
+
+
 def train_captioner_command(out, *, data, split: str = "val2017", backbone: str = "mobilenet_v3_small", weights: str = "none",
                             decoder: str = "gru", profile: str | None = None, seed: int = 0, precision: str = "auto",
                             cpu_replicas: int | None = None, progress: bool = True, cache_dir=None, limit: int | None = None,
@@ -183,15 +204,9 @@ def train_captioner_command(out, *, data, split: str = "val2017", backbone: str 
 
     if decoder not in captioning.DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(captioning.DECODERS)}; got {decoder!r}")
-    weights = check_weights(weights, backbone)
-    chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
-    with device.use(precision, cpu_replicas) as run:
-        d = prepare(data, split=split, profile=chosen.name, seed=seed, backbone=backbone, weights=weights, cache_dir=cache_dir,
-                    limit=limit, progress=progress)
-        train_captions = [d.captions[i] for i in d.train]
-        vocabulary = photo_vocabulary(train_captions, TRAIN_SIZES[chosen.name]["max_vocabulary"])
-        batch = min(BATCH_SIZE, len(d.train))
-        n_epochs = epochs_for(chosen.name, len(d.train), batch, epochs)
+    with _photo_run(out, data=data, split=split, backbone=backbone, weights=weights, profile=profile, seed=seed, precision=precision,
+                    cpu_replicas=cpu_replicas, cache_dir=cache_dir, limit=limit, progress=progress) as (chosen, seed, out, run, d):
+        train_captions, vocabulary, batch, n_epochs = _training_plan(d, chosen.name, epochs)
         model, history, seconds = captioning.train_captioner(
             d.inputs[d.train], train_captions, vocabulary, epochs=n_epochs, batch_size=batch, learning_rate=LEARNING_RATE, seed=seed,
             progress=progress, encoder=None if backbone == "shapes" else d.encoder, decoder=decoder, backbone=backbone,
@@ -247,15 +262,9 @@ def train_retrieval_command(out, *, data, split: str = "val2017", backbone: str 
         raise ValueError(f"text_encoder must be one of {', '.join(retrieval.TEXT_ENCODERS)}; got {text_encoder!r}")
     if backbone == "shapes":
         raise ValueError("retrieval on photographs reads a frozen keras.applications backbone: pass --backbone mobilenet_v3_small (or another)")
-    weights = check_weights(weights, backbone)
-    chosen, seed, out = training_lib.start_command(out, profile=profile, seed=seed, precision=precision, cpu_replicas=cpu_replicas)
-    with device.use(precision, cpu_replicas) as run:
-        d = prepare(data, split=split, profile=chosen.name, seed=seed, backbone=backbone, weights=weights, cache_dir=cache_dir,
-                    limit=limit, progress=progress)
-        train_captions = [d.captions[i] for i in d.train]
-        vocabulary = photo_vocabulary(train_captions, TRAIN_SIZES[chosen.name]["max_vocabulary"])
-        batch = min(BATCH_SIZE, len(d.train))
-        n_epochs = epochs_for(chosen.name, len(d.train), batch, epochs)
+    with _photo_run(out, data=data, split=split, backbone=backbone, weights=weights, profile=profile, seed=seed, precision=precision,
+                    cpu_replicas=cpu_replicas, cache_dir=cache_dir, limit=limit, progress=progress) as (chosen, seed, out, run, d):
+        train_captions, vocabulary, batch, n_epochs = _training_plan(d, chosen.name, epochs)
         steps = len(d.train) // batch
         with device.strategy().scope(), training_lib.seeded(seed):
             model = retrieval.DualEncoder(len(vocabulary), text_encoder=text_encoder, backbone=backbone, text_length=d.max_words,
