@@ -271,7 +271,7 @@ def train_retrieval_command(out, *, data, split: str = "val2017", backbone: str 
                                           semantic_positives=False, hard_negatives=False, **RETRIEVAL_SIZES)
             model.image_encoder.set_weights(d.encoder.get_weights())
             model.image_encoder.trainable = False
-            training_lib.compile(model, keras_adam(LEARNING_RATE, steps * n_epochs))
+            training_lib.compile(model, _adam(LEARNING_RATE, steps * n_epochs))
         stream = retrieval_batches(d.inputs[d.train], train_captions, vocabulary, text_length=d.max_words, batch_size=batch,
                                    epochs=n_epochs, seed=seed)
         callbacks = []
@@ -298,7 +298,7 @@ def train_retrieval_command(out, *, data, split: str = "val2017", backbone: str 
                                    seed=seed, test_seed=[seed], train_seconds=d.feature_seconds + seconds)
 
 
-def keras_adam(learning_rate: float, steps: int):
+def _adam(learning_rate: float, steps: int):
     """Adam with its step falling along a half cosine over ``steps`` (the course's optimizer)."""
     import keras
 
