@@ -197,7 +197,8 @@ def _cmd_train_retrieval(args: argparse.Namespace) -> int:
               f"test images and their {m['test_captions']:,} captions:")
         ks = [k for k in (1, 5, 10) if f"recall@{k}_t2i" in m]
         for way in ("t2i", "i2t"):
-            print(f"  {'text → image' if way == 't2i' else 'image → text'}: " + " · ".join(f"R@{k} {m[f'recall@{k}_{way}']:.3f}" for k in ks))
+            print(f"  {'text → image' if way == 't2i' else 'image → text'}: " + " · ".join(f"R@{k} {m[f'recall@{k}_{way}']:.3f}" for k in ks)
+                  + "   (a random ranking: " + " · ".join(f"{m[f'chance@{k}_{way}']:.3f}" for k in ks) + ")")
         print(f"metrics in {args.out / 'metrics.json'}")
         return 0
     m = _train(args, "retrieval", text_encoder=args.text_encoder)
@@ -437,7 +438,7 @@ def _add_photo_options(target: argparse.ArgumentParser) -> None:
     photos.add_argument("--backbone", default=None,
                         help="mobilenet_v3_small (default), mobilenet_v3_large, efficientnet_b0, mobilenet_v2, or shapes (the course's CNN)")
     photos.add_argument("--weights", default="none",
-                        help="imagenet (Keras downloads them once), none (random; default) or a weights file of the backbone")
+                        help="imagenet (Keras downloads them once), none (random, with BatchNorm statistics from 64 training photographs; default) or a weights file of the backbone")
     photos.add_argument("--limit", type=_positive_int, default=None, help="use the first N images (default: 500 quick, all full)")
     photos.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training images (default: 3 quick, 15 full; more when that makes under 10 or 400 steps)")
     photos.add_argument("--cache", type=Path, default=None, help="folder of cached backbone features (default: DATA_DIR/cache/features)")

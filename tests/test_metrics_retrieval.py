@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmcourse.data import shapes
-from mmcourse.metrics.retrieval import instance_relevance, ranks, recall_at_k, semantic_relevance
+from mmcourse.metrics.retrieval import chance_recall_at_k, instance_relevance, ranks, recall_at_k, semantic_relevance
 
 
 def brute_recall(similarity, relevant, k):
@@ -14,6 +14,16 @@ def brute_recall(similarity, relevant, k):
         order = sorted(range(len(s)), key=lambda i: (-s[i], bool(r[i])))
         hits += any(r[i] for i in order[:k])
     return hits / len(similarity)
+
+
+def test_chance_recall_is_what_random_rankings_score():
+    rng = np.random.default_rng(0)
+    rel = instance_relevance(np.repeat(np.arange(12), 5), np.arange(12)).T  # image → text: 12 images, 5 captions each
+    rel[3, :20] = True  # one query with many right answers
+    chance = chance_recall_at_k(rel, ks=(1, 5, 10, 60))
+    simulated = np.mean([list(recall_at_k(rng.random(rel.shape), rel, ks=(1, 5, 10, 60)).values()) for _ in range(4000)], axis=0)
+    np.testing.assert_allclose(list(chance.values()), simulated, atol=0.01)
+    assert chance[1] == pytest.approx(np.mean(rel.sum(1) / rel.shape[1])) and chance[60] == 1.0
 
 
 @pytest.mark.parametrize("seed", range(5))

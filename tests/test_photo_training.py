@@ -100,6 +100,28 @@ def test_grids_are_cached_under_a_key_of_everything_they_depend_on(flickr, tmp_p
     assert not other.cached and len(list(tmp_path.glob("*.npz"))) == 2
 
 
+def test_a_random_backbone_is_calibrated_so_its_grids_tell_photographs_apart():
+    images = np.stack([np.asarray(Image.fromarray(photos._sample_photo(n)).convert("RGB").resize((128, 128))) for n in PHOTOS])
+    x = images.astype(np.float32) / 255.0
+
+    def backbone():
+        import keras
+
+        keras.utils.set_random_seed(3)
+        return vision.build_backbone("mobilenet_v3_small", image_size=128)
+
+    raw = np.asarray(backbone()(x)["grid"])
+    assert np.abs(raw).max() < 1e-5  # as Keras builds it: BatchNorm's mean 0 and variance 1 let the signal die out
+    reference = np.asarray(backbone()(x, training=True)["grid"])  # Keras's own batch statistics, layer by layer
+    calibrated = backbone()
+    assert vision.calibrate_batch_norm(calibrated, images) == 34
+    grids = np.asarray(calibrated(x)["grid"])
+    np.testing.assert_allclose(grids, reference, rtol=1e-4, atol=1e-4)
+    assert grids.std(axis=0).mean() > 0.1 and np.abs(grids.astype(np.float16)).mean() > 0.1  # survives the float16 cache
+    momenta = {layer.momentum for layer in calibrated.layers[2].layers if hasattr(layer, "moving_mean")}
+    assert momenta and 0.0 not in momenta  # the layers' own momentum is back
+
+
 @pytest.fixture(scope="module")
 def trained(flickr, tmp_path_factory):
     """`mmcourse train captioner --data DIR --backbone mobilenet_v3_small --weights none --profile quick --out M`."""
@@ -118,7 +140,7 @@ def test_the_captioner_trains_end_to_end_and_its_metrics_hold_every_metric(train
                 "decoder_seconds", "decoder_images_per_second", "train_seconds", "vocabulary_size"):
         assert key in m and m[key] is not None and np.isfinite(m[key]), key
     assert 0 <= m["bleu4"] <= 100 and 0 <= m["rouge_l"] <= 1 and m["cider_d"] >= 0
-    assert m["backbone"] == "mobilenet_v3_small" and m["weights"] == "random (seed 0)" and m["image_size"] == 256
+    assert m["backbone"] == "mobilenet_v3_small" and m["weights"].startswith("random (seed 0), BatchNorm statistics") and m["image_size"] == 256
     assert m["missing_files"] == 1 and [s["path"] for s in m["skipped_files"]] == [str(flickr / "Images" / "broken.jpg")]
     assert m["train_images"] + m["test_images"] == len(PHOTOS) and m["test_images"] >= 1
     assert len(m["examples"]) == m["test_images"] and all(e["references"] for e in m["examples"])
@@ -163,6 +185,7 @@ def test_the_transformer_decoder_and_retrieval_train_on_coco_format(coco, tmp_pa
     r = P.train_retrieval_command(tmp_path / "R", data=coco, profile="quick", epochs=2, cache_dir=tmp_path / "c", progress=False)
     assert r["features_cached"] and r["feature_seconds"] == 0  # the captioner's grids, read back
     assert r["test_images"] == 1 and r["test_captions"] == 3 and r["recall@1_t2i"] == 1.0 and r["recall@1_i2t"] == 1.0  # one test image: trivially found
+    assert r["chance@1_t2i"] == 1.0 and r["chance@1_i2t"] == 1.0  # as a random ranking would
     dual, vocabulary = R.load(tmp_path / "R")
     assert dual.backbone == "mobilenet_v3_small"
     image = photos.load_image(coco / "val2017" / "rocket.jpg", 256)

@@ -19,8 +19,8 @@ from mmcourse.metrics.captioning import (
     same_description,
 )
 from mmcourse.metrics.coco_caption import cider_d, cider_d_scores, lcs_length, rouge_l, rouge_l_scores
-from mmcourse.metrics.retrieval import instance_relevance, ranks, recall_at_k, semantic_relevance
+from mmcourse.metrics.retrieval import chance_recall_at_k, instance_relevance, ranks, recall_at_k, semantic_relevance
 
 __all__ = ["attention_grounding", "bleu_statistics", "corpus_bleu", "exact_match", "mentioned_objects", "object_scores", "same_description",
            "cider_d", "cider_d_scores", "lcs_length", "rouge_l", "rouge_l_scores",
-           "instance_relevance", "ranks", "recall_at_k", "semantic_relevance"]
+           "chance_recall_at_k", "instance_relevance", "ranks", "recall_at_k", "semantic_relevance"]

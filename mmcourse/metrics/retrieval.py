@@ -25,7 +25,7 @@ import numpy as np
 
 from mmcourse.data import shapes
 
-__all__ = ["ranks", "recall_at_k", "instance_relevance", "semantic_relevance"]
+__all__ = ["ranks", "recall_at_k", "chance_recall_at_k", "instance_relevance", "semantic_relevance"]
 
 
 def _check_pair(similarity, relevant) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +70,20 @@ def recall_at_k(similarity, relevant, ks: Sequence[int] = (1, 5, 10)) -> dict[in
         raise ValueError(f"ks must be positive whole numbers such as (1, 5, 10), got {ks}")
     r = ranks(similarity, relevant)
     return {k: float((r <= k).mean()) for k in ks}
+
+
+def chance_recall_at_k(relevant, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """The Recall@K a random ranking scores on average: what a model's Recall@K must beat.
+
+    A query with ``r`` relevant items among ``n`` misses them all in a random top ``K`` with
+    probability ``C(n - r, K) / C(n, K)``, so ``chance@K = (1/Q) Σ_q [1 − C(n − r_q, K) / C(n, K)]``.
+    """
+    from math import comb
+
+    r = np.asarray(relevant)
+    _check_pair(np.zeros(r.shape), r)
+    n, hits = r.shape[1], r.sum(axis=1)
+    return {int(k): float(np.mean([1 - comb(n - h, int(k)) / comb(n, int(k)) for h in hits])) for k in ks}
 
 
 def instance_relevance(query_owner, item_owner) -> np.ndarray:

@@ -46,7 +46,7 @@ HOLDOUT = (("red", "circle"), ("blue", "triangle"))
 #: ``curve_prompts`` fresh prompts are drawn and judged (the curve of truth against time).
 TRAIN_SIZES = {
     "quick": dict(ae_images=256, ae_epochs=1, ae_width=8, images=256, epochs=2, width=16, curve_every=1, curve_prompts=16, test_prompts=32),
-    "full": dict(ae_images=4000, ae_epochs=6, ae_width=16, images=20_000, epochs=24, width=32, curve_every=2, curve_prompts=200,
+    "full": dict(ae_images=4000, ae_epochs=6, ae_width=16, images=20_000, epochs=42, width=32, curve_every=2, curve_prompts=200,
                  test_prompts=1000),
 }
 BATCH_SIZE = 64

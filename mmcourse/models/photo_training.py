@@ -3,8 +3,9 @@
 ``mmcourse train captioner --data …`` and ``mmcourse train retrieval --data …`` land here. A
 dataset in Flickr8k or COCO format (:func:`mmcourse.data.photos.load_dataset`) is split into
 train and test images; a ``keras.applications`` backbone (frozen, ImageNet weights only when
-asked for) turns every photograph into an 8×8 grid once, cached on disk
-(:mod:`mmcourse.data.features`); then the decoder of notebook 06 or 09 (or the dual encoder's
+asked for; random ones first take their BatchNorm statistics from training photographs,
+:func:`mmcourse.models.vision.calibrate_batch_norm`) turns every photograph into an 8×8 grid
+once, cached on disk (:mod:`mmcourse.data.features`); then the decoder of notebook 06 or 09 (or the dual encoder's
 heads, notebook 07) trains on the grids through ``tf.data``, under the device strategy and
 mixed precision like every model of the course. The ``shapes`` backbone is the course's own
 CNN on 64×64 images, trained with the decoder (no cache: it changes as it learns).
@@ -39,6 +40,8 @@ WEIGHTS = ("imagenet", "none")
 TRAIN_SIZES = {"quick": dict(limit=500, epochs=3, min_steps=10, max_vocabulary=2000, max_words=20),
                "full": dict(limit=None, epochs=15, min_steps=400, max_vocabulary=5000, max_words=20)}
 BATCH_SIZE, LEARNING_RATE = 64, 2e-3
+#: a random backbone's BatchNorm statistics come from this many training photographs
+CALIBRATION_IMAGES = 64
 #: the decoders' widths on photographs (a bigger vocabulary and vaguer captions than Shapes')
 DECODER_SIZES = {"gru": dict(embed_dim=128, units=256, attention_units=128, attention_weight=0.0),
                  "transformer": dict(d_model=128, num_heads=4, layers=2, hidden=256)}
@@ -85,7 +88,7 @@ def blind_caption(captions) -> str:
 def _weights_id(weights: str, seed: int) -> str:
     """What the cache key and metrics.json say about the weights: a file is named by its content."""
     if weights == "none":
-        return f"random (seed {seed})"
+        return f"random (seed {seed}), BatchNorm statistics of up to {CALIBRATION_IMAGES} training photographs"
     return "imagenet" if weights == "imagenet" else f"file {Path(weights).name} sha256 {artifacts.file_sha256(Path(weights))}"
 
 
@@ -139,14 +142,19 @@ class PhotoData:
 
 def prepare(data, *, split: str = "val2017", profile: str = "quick", seed: int = 0, backbone: str = "mobilenet_v3_small",
             weights: str = "none", cache_dir=None, limit: int | None = None, progress: bool = True) -> PhotoData:
-    """Load ``data`` (:func:`mmcourse.data.photos.load_dataset`), build the backbone (in the
-    device strategy's scope, from ``seed``) with its ``weights``, compute or read its grids of
-    every photograph, and split the readable ones into train and test images."""
+    """Load ``data`` (:func:`mmcourse.data.photos.load_dataset`), split it into train and test
+    images, build the backbone (in the device strategy's scope, from ``seed``) with its
+    ``weights`` (random ones get BatchNorm statistics from training photographs:
+    :func:`mmcourse.models.vision.calibrate_batch_norm`), compute or read its grids of every
+    photograph, and keep the readable ones."""
     from mmcourse.data.features import backbone_grids
     from mmcourse.models import vision
 
     sizes = TRAIN_SIZES[profile]
     photos = photo_data.load_dataset(data, split=split, limit=limit if limit is not None else sizes["limit"])
+    root = Path(data) if Path(str(data)).is_dir() else None
+    # split before reading a pixel: a damaged file drops out of its side without moving the others
+    train_listed, test_listed = photo_data.train_test_split(photos, seed=seed, root=root)
     with device.strategy().scope(), training_lib.seeded(seed):
         encoder = vision.build_backbone(backbone, weights=weights)
     if backbone == "shapes":  # the course's CNN trains with the decoder: it reads images, not cached grids
@@ -159,17 +167,36 @@ def prepare(data, *, split: str = "val2017", profile: str = "quick", seed: int =
                 skipped.append((str(path), str(error)))
         inputs, kept, seconds, cached = (np.stack(images) if images else np.zeros((0, 64, 64, 3), np.uint8)), np.array(kept, int), 0.0, False
     else:
+        if weights == "none":
+            size = int(encoder.input.shape[1])
+            vision.calibrate_batch_norm(encoder, _readable_images(photos, train_listed, size, CALIBRATION_IMAGES, seed))
         what = {"backbone": backbone, "weights": _weights_id(weights, seed), "precision": encoder.dtype_policy.name}
         grids = backbone_grids(encoder, photos, what=what, cache_dir=cache_dir, progress=progress)
         inputs, kept, skipped, seconds, cached = grids.grids, grids.kept, grids.skipped, grids.seconds, grids.cached
-    if len(kept) < 2:
-        raise ValueError(f"{photos.name}: {len(kept)} readable image(s); at least 2 are needed, one to train on and one to test")
+    position = {int(i): k for k, i in enumerate(kept)}  # dataset index → row of inputs
+    train = np.array([position[i] for i in train_listed if i in position], int)
+    test = np.array([position[i] for i in test_listed if i in position], int)
+    if not len(train) or not len(test):
+        raise ValueError(f"{photos.name}: {len(kept)} readable image(s), {len(train)} of them to train on and {len(test)} to test; "
+                         "at least one of each is needed")
     paths = [photos.image_paths[i] for i in kept]
     captions = cut_captions([photos.captions[i] for i in kept], sizes["max_words"])
-    readable = photo_data.CaptionedPhotos(photos.name, paths, captions)
-    root = Path(data) if Path(str(data)).is_dir() else None
-    train, test = photo_data.train_test_split(readable, seed=seed, root=root)
     return PhotoData(photos, paths, inputs, captions, train, test, skipped, encoder, seconds, cached, sizes["max_words"])
+
+
+def _readable_images(photos, indices, size: int, count: int, seed: int) -> np.ndarray:
+    """Up to ``count`` of ``photos``' images at ``indices`` (in a seeded order), skipping unreadable files."""
+    images = []
+    for i in np.random.default_rng(seed).permutation(np.asarray(indices, int)):
+        try:
+            images.append(photo_data.load_image(photos.image_paths[i], size))
+        except (FileNotFoundError, ValueError):
+            continue
+        if len(images) == count:
+            break
+    if not images:
+        raise ValueError(f"{photos.name}: none of the training images could be read")
+    return np.stack(images)
 
 
 @contextmanager
@@ -288,8 +315,11 @@ def train_retrieval_command(out, *, data, split: str = "val2017", backbone: str 
         y = retrieval.embed_captions(model, test_captions, vocabulary)
     similarity = y @ x.T  # (captions, images)
     ks = [k for k in (1, 5, 10) if k <= len(d.test)]
-    scores = {f"recall@{k}_t2i": v for k, v in M.recall_at_k(similarity, M.instance_relevance(owner, np.arange(len(d.test))), ks).items()}
-    scores.update({f"recall@{k}_i2t": v for k, v in M.recall_at_k(similarity.T, M.instance_relevance(np.arange(len(d.test)), owner), ks).items()})
+    scores = {}
+    for way, s, relevant in (("t2i", similarity, M.instance_relevance(owner, np.arange(len(d.test)))),
+                             ("i2t", similarity.T, M.instance_relevance(np.arange(len(d.test)), owner))):
+        scores.update({f"recall@{k}_{way}": v for k, v in M.recall_at_k(s, relevant, ks).items()})
+        scores.update({f"chance@{k}_{way}": v for k, v in M.chance_recall_at_k(relevant, ks).items()})  # a random ranking's
     retrieval.save(model, vocabulary, out)
     metrics = d.metrics(data=data, backbone=backbone, weights=weights, seed=seed)
     metrics.update(text_encoder=text_encoder, vocabulary_size=len(vocabulary), epochs=n_epochs, batch_size=batch, decoder_seconds=seconds,

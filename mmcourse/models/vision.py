@@ -48,6 +48,7 @@ __all__ = [
     "build_image_encoder",
     "BACKBONES",
     "build_backbone",
+    "calibrate_batch_norm",
     "build_attribute_classifier",
     "attribute_targets",
     "train_attribute_classifier",
@@ -158,6 +159,46 @@ def build_backbone(name: str = "shapes", *, channels: int = 64, weights: str | N
     grid = network(x)
     pooled = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="pooled")(grid)
     return keras.Model(inputs, {"grid": grid, "pooled": pooled}, name=f"{name}_encoder")
+
+
+def calibrate_batch_norm(encoder: keras.Model, images) -> int:
+    """Set every BatchNormalization layer's moving statistics to those of ``images`` (uint8 or
+    ``[0, 1]``, at the encoder's input size); returns how many layers were set.
+
+    A ``keras.applications`` network with random weights is no use as it is: its BatchNorm
+    layers hold mean 0 and variance 1, which do not match what reaches them, so activations
+    shrink layer after layer (about 1e-10 at MobileNetV3-Small's last map: zero in float16, the
+    same grid for every photograph). Estimating the statistics from data is what BatchNorm does
+    in training; here it is done once, with no labels and no gradient step. One forward pass in
+    training mode, with each layer's momentum at 0 (the moving statistics become this batch's)
+    and dropout off, sets them all: a layer sees what the layers before it, already normalised
+    by the batch's statistics, pass on, which is what it will see in inference on these images.
+    """
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    norms = [layer for layer in _all_layers(encoder) if isinstance(layer, keras.layers.BatchNormalization)]
+    drops = [layer for layer in _all_layers(encoder) if isinstance(layer, keras.layers.Dropout)]
+    saved = [(layer, layer.momentum) for layer in norms], [(layer, layer.rate) for layer in drops]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        for layer in drops:
+            layer.rate = 0.0
+        encoder(x, training=True)
+    finally:
+        for layer, momentum in saved[0]:
+            layer.momentum = momentum
+        for layer, rate in saved[1]:
+            layer.rate = rate
+    return len(norms)
+
+
+def _all_layers(model: keras.Model):
+    """Every layer of ``model``, nested models' layers included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def build_attribute_classifier(encoder: keras.Model, *, hidden: int = 64, learning_rate: float = 2e-3, seed: int = 0) -> keras.Model:
