@@ -158,6 +158,18 @@ def test_the_blind_baseline_and_the_local_weights(tmp_path, monkeypatch):
     assert P.local_weights("mobilenet_v3_small") == "imagenet" and P.local_weights("efficientnet_b0") == "none"
 
 
+def test_a_notebook_runs_on_flickr8k_when_it_is_there_and_on_a_made_folder_when_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    made = P.course_photo_data(tmp_path / "work")
+    assert made.data == tmp_path / "work" / "made_flickr8k" and photos.load_dataset(made.data).name == "Flickr8k"
+    assert made.weights == "none" and made.says.startswith("this section runs on a folder made here in Flickr8k's format")
+    assert made.says.endswith("through MobileNetV3-Small with random weights (ImageNet's are not on this machine)")
+    photos.make_flickr8k_folder(tmp_path / "data" / "flickr8k", shapes_images=4)
+    found = P.course_photo_data(tmp_path / "elsewhere")
+    assert found.data == "flickr8k" and found.ran_on == "Flickr8k, from the data directory" and not (tmp_path / "elsewhere").exists()
+
+
 def test_caption_reads_the_model_on_photographs_of_any_size(trained, tmp_path):
     out, _ = trained
     wide = tmp_path / "wide.jpg"

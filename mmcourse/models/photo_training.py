@@ -30,8 +30,8 @@ from mmcourse import training as training_lib
 from mmcourse.data import photos as photo_data
 from mmcourse.data.text import Vocabulary
 
-__all__ = ["WEIGHTS", "TRAIN_SIZES", "epochs_for", "check_weights", "local_weights", "blind_caption", "photo_vocabulary", "cut_captions", "PhotoData", "prepare",
-           "train_captioner_command", "train_retrieval_command"]
+__all__ = ["WEIGHTS", "TRAIN_SIZES", "epochs_for", "check_weights", "local_weights", "PhotoChoice", "course_photo_data", "blind_caption",
+           "photo_vocabulary", "cut_captions", "PhotoData", "prepare", "train_captioner_command", "train_retrieval_command"]
 
 #: ``--weights`` besides a file's path.
 WEIGHTS = ("imagenet", "none")
@@ -74,6 +74,37 @@ def local_weights(backbone: str = "mobilenet_v3_small") -> str:
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
     found = [f for f in cache.glob(f"{stem}*") if "no_top" in f.name or "notop" in f.name] if cache.is_dir() else []
     return "imagenet" if found else "none"
+
+
+@dataclass(frozen=True)
+class PhotoChoice:
+    """What a notebook's real-photograph section runs on: ``data`` for ``--data``, the backbone's
+    ``weights``, ``ran_on`` (which data, in words) and ``says``, one sentence naming both."""
+
+    data: object
+    weights: str
+    ran_on: str
+    says: str
+
+
+def course_photo_data(folder, backbone: str = "mobilenet_v3_small") -> PhotoChoice:
+    """Flickr8k when it is in the data directory (``mmcourse doctor`` says where it looks),
+    otherwise a small folder in Flickr8k's format made in ``folder``
+    (:func:`mmcourse.data.photos.make_flickr8k_folder`): the same code runs on either, and
+    ``says`` tells which. ImageNet weights only when Keras already holds them (nothing downloads)."""
+    from mmcourse.models import vision
+
+    try:
+        photo_data.load_dataset("flickr8k", limit=1)
+        data, ran_on = "flickr8k", "Flickr8k, from the data directory"
+    except photo_data.DatasetMissing:
+        data = photo_data.make_flickr8k_folder(Path(folder) / "made_flickr8k")
+        ran_on = (f"a folder made here in Flickr8k's format ({len(photo_data.SAMPLE_CAPTIONS)} scikit-image photographs with "
+                  "hand-written captions, 160 Shapes scenes with theirs), because Flickr8k is not on this machine")
+    weights = local_weights(backbone)
+    weights_said = "ImageNet weights" if weights == "imagenet" else "random weights (ImageNet's are not on this machine)"
+    name = vision.BACKBONES[backbone][0].replace("V3", "V3-")
+    return PhotoChoice(data, weights, ran_on, f"this section runs on {ran_on}, through {name} with {weights_said}")
 
 
 def blind_caption(captions) -> str:
