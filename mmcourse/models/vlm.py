@@ -260,6 +260,14 @@ class VLM(CaptionLoss, keras.Model):
             VQA 0.870 against 0.890, captions' exact match 0.666 against 0.738; nor did image
             tokens that pass through no block, every block reading them as they entered, the
             captioner's way: 0.875 and 0.637.)
+
+    "Where is the A relative to the B" stays near 0.48 in every variant tried (3,000 images
+    × 5 epochs, one seed, "where" accuracy against 0.470 for this default): no learned image
+    positions 0.481, ``attended_positions`` 0.485, "where" questions drawn 4 times as often 0.485,
+    sinusoidal word positions 0.479, ``d_model`` 128 0.402, questions alone for 8 epochs 0.474.
+    On 300 test images the shipped model names the axis (left/right or above/below) of every such question right,
+    and for 0.89 of the images gives the same answer whichever of the two objects is asked
+    about: it reads the pair's layout but does not bind the question's first name to its object.
     """
 
     fusion, attention_weight = "prefix", 0.0  # read by CaptionLoss: no attention regulariser here
