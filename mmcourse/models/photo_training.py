@@ -78,34 +78,37 @@ def local_weights(backbone: str = "mobilenet_v3_small") -> str:
 
 @dataclass(frozen=True)
 class PhotoChoice:
-    """What a notebook's real-photograph section runs on: ``data`` for ``--data``, the backbone's
-    ``weights``, ``ran_on`` (which data, in words) and ``says``, one sentence naming both."""
+    """What a notebook's real-photograph section runs on: ``data`` for ``--data``, the
+    ``backbone`` and its ``weights``, ``ran_on`` (which data, in words); :attr:`says` names them."""
 
     data: object
+    backbone: str
     weights: str
     ran_on: str
-    says: str
+
+    @property
+    def says(self) -> str:
+        from mmcourse.models import vision
+
+        name = vision.BACKBONES[self.backbone][0].replace("V3", "V3-")
+        weights = "ImageNet weights" if self.weights == "imagenet" else "random weights (ImageNet's are not on this machine)"
+        return f"this section runs on {self.ran_on}, through {name} with {weights}"
 
 
-def course_photo_data(folder, backbone: str = "mobilenet_v3_small") -> PhotoChoice:
+def course_photo_data(folder, backbone: str = "mobilenet_v3_small", *, shapes_images: int = 160) -> PhotoChoice:
     """Flickr8k when it is in the data directory (``mmcourse doctor`` says where it looks),
     otherwise a small folder in Flickr8k's format made in ``folder``
-    (:func:`mmcourse.data.photos.make_flickr8k_folder`): the same code runs on either, and
-    ``says`` tells which. ImageNet weights only when Keras already holds them (nothing downloads)."""
-    from mmcourse.models import vision
-
+    (:func:`mmcourse.data.photos.make_flickr8k_folder`, with ``shapes_images`` Shapes scenes): the
+    same code runs on either, and :attr:`PhotoChoice.says` tells which. ImageNet weights only when
+    Keras already holds them (nothing downloads)."""
     try:
         photo_data.load_dataset("flickr8k", limit=1)
         data, ran_on = "flickr8k", "Flickr8k, from the data directory"
     except photo_data.DatasetMissing:
-        data = photo_data.make_flickr8k_folder(Path(folder) / "made_flickr8k")
+        data = photo_data.make_flickr8k_folder(Path(folder) / "made_flickr8k", shapes_images=shapes_images)
         ran_on = (f"a folder made here in Flickr8k's format ({len(photo_data.SAMPLE_CAPTIONS)} scikit-image photographs with "
-                  "hand-written captions, 160 Shapes scenes with theirs), because Flickr8k is not on this machine")
-    weights = local_weights(backbone)
-    weights_said = "ImageNet weights" if weights == "imagenet" else "random weights (ImageNet's are not on this machine)"
-    name = vision.BACKBONES[backbone][0].replace("V3", "V3-")
-    return PhotoChoice(data, weights, ran_on, f"this section runs on {ran_on}, through {name} with {weights_said}")
-
+                  f"hand-written captions, {shapes_images} Shapes scenes with theirs), because Flickr8k is not on this machine")
+    return PhotoChoice(data, backbone, local_weights(backbone), ran_on)
 
 def blind_caption(captions) -> str:
     """The most common caption of the training references: what a captioner that never looks at
