@@ -110,6 +110,7 @@ def course_photo_data(folder, backbone: str = "mobilenet_v3_small", *, shapes_im
                   f"hand-written captions, {shapes_images} Shapes scenes with theirs), because Flickr8k is not on this machine")
     return PhotoChoice(data, backbone, local_weights(backbone), ran_on)
 
+
 def blind_caption(captions) -> str:
     """The most common caption of the training references: what a captioner that never looks at
     the image would say of every one (the baseline a photo captioner must beat)."""
