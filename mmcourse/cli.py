@@ -273,16 +273,19 @@ def _cmd_train_vlm(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_diffusion(args: argparse.Namespace) -> int:
-    m = _train(args, "latent_diffusion")
+    m = _train(args, "latent_diffusion", start_from=args.start_from)
     print(f"latent diffusion model in {args.out} · trained in {m['train_seconds']:.0f} s (autoencoder {m['autoencoder_seconds']:.0f} s, "
-          f"denoiser {m['denoiser_seconds']:.0f} s) on {m['train_images']:,} images ({_where(m)})")
+          f"caption-only denoiser {m['denoiser_seconds']:.0f} s, grounded {m['grounded_seconds']:.0f} s) on {m['train_images']:,} images ({_where(m)})")
     print(f"autoencoder: the captioner reads {m['reconstructions_read_back']:.3f} of its reconstructions right "
           f"({m['originals_read_back']:.3f} of the originals)")
     print(f"{m['prompts']:,} fresh prompts drawn with guidance {m['guidance']:g} in {m['steps']} DDIM steps "
           f"({m['seconds_per_image'] * 1000:.0f} ms an image); true to their prompt:")
-    for reader, name in (("judge", "by the judge"), ("read_back", "read back")):
-        print(f"  {name:13} {m[f'{reader}_true']:.3f} · one object {m[f'{reader}_one_object']:.3f} · "
-              f"two objects {m[f'{reader}_two_objects']:.3f} · held-out pairs {_maybe(m[f'{reader}_held_out'])}")
+    for label, scores in (("grounded (layouts from the bank)", m), ("grounded, the test scenes' own layouts", m["oracle_layout"]),
+                          ("caption only", m["caption_only"])):
+        print(f" {label}:")
+        for reader, name in (("judge", "by the judge"), ("read_back", "read back")):
+            print(f"  {name:13} {scores[f'{reader}_true']:.3f} · one object {scores[f'{reader}_one_object']:.3f} · "
+                  f"two objects {scores[f'{reader}_two_objects']:.3f} · held-out pairs {_maybe(scores[f'{reader}_held_out'])}")
     print(f"metrics in {args.out / 'metrics.json'}")
     return 0
 
@@ -491,8 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_target(train_sub, "vlm", "one small vision-language model that captions Shapes images and answers questions about them",
                       _cmd_train_vlm)
 
-    _add_train_target(train_sub, "diffusion", "text to image: a sharp latent autoencoder, then a caption-conditioned denoiser on its latents; "
-                      "drawings judged and read back", _cmd_train_diffusion)
+    diffusion = _add_train_target(train_sub, "diffusion", "text to image: a sharp latent autoencoder, then a caption-conditioned denoiser on "
+                                  "its latents, then a copy fine-tuned to draw from layouts too; drawings judged and read back", _cmd_train_diffusion)
+    diffusion.add_argument("--start-from", type=Path, default=None, metavar="DIR",
+                           help="keep the autoencoder and caption-only denoiser of a folder this command wrote (e.g. data/diffusion) "
+                                "and run only the fine-tuning")
 
     caption = sub.add_parser("caption", help="caption image files with a trained captioner: one line per image, path<TAB>caption")
     caption.add_argument("--model", type=Path, required=True, help="folder written by `mmcourse train captioner` (e.g. data/captioner)")

@@ -16,8 +16,8 @@ from mmcourse import artifacts, cli, config
 from mmcourse.data import shapes
 from mmcourse.models import latent_diffusion as LD
 
-TINY = {"quick": dict(ae_images=64, ae_epochs=1, ae_width=4, images=64, epochs=2, width=8, curve_every=1, curve_prompts=8, test_prompts=12),
-        "full": dict(ae_images=64, ae_epochs=1, ae_width=4, images=64, epochs=2, width=8, curve_every=1, curve_prompts=8, test_prompts=12)}
+TINY = {profile: dict(ae_images=64, ae_epochs=1, ae_width=4, images=64, epochs=2, width=8, layout_epochs=1, curve_every=1, curve_prompts=8,
+                      test_prompts=12) for profile in ("quick", "full")}
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +44,43 @@ def run_cli(*args):
 
 def test_the_train_command_writes_a_model_and_every_metric(model_dir, model):
     saved = artifacts.read_metrics(model_dir)
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted(["SHA256", "metrics.json", LD.AUTOENCODER_FILE, LD.DENOISER_FILE, LD.VOCABULARY_FILE])
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(["SHA256", "metrics.json", LD.AUTOENCODER_FILE, LD.DENOISER_FILE, LD.GROUNDED_FILE,
+                                                                   LD.LAYOUTS_FILE, LD.VOCABULARY_FILE])
+    assert model.grounded and not LD.load(model_dir, grounded=False).grounded and len(model.layouts) == 64
     assert (saved["train_images"], saved["test_images"], saved["prompts"], saved["guidance"], saved["steps"]) == (64, 12, 12, LD.GUIDANCE, LD.STEPS)
     assert saved["replicas"] == 2
-    for reader in ("judge", "read_back"):
-        for kind in ("true", "one_object", "two_objects"):
-            assert 0 <= saved[f"{reader}_{kind}"] <= 1, (reader, kind)
-    for key in ("train_seconds", "autoencoder_seconds", "denoiser_seconds", "seconds_per_image", "reconstructions_read_back", "originals_read_back"):
+    for scores in (saved, saved["caption_only"], saved["oracle_layout"]):
+        for reader in ("judge", "read_back"):
+            for kind in ("true", "one_object", "two_objects"):
+                assert 0 <= scores[f"{reader}_{kind}"] <= 1, (reader, kind)
+    for key in ("train_seconds", "autoencoder_seconds", "denoiser_seconds", "grounded_seconds", "seconds_per_image", "reconstructions_read_back",
+                "originals_read_back"):
         assert isinstance(saved[key], float) and saved[key] >= 0, key
     assert saved["originals_read_back"] > 0.8  # the shipped captioner reads real scenes
-    assert [p["epoch"] for p in saved["curve"]] == [1, 2] and saved["curve"][0]["train_seconds"] < saved["curve"][1]["train_seconds"]
-    assert saved["train_seconds"] == pytest.approx(saved["autoencoder_seconds"] + saved["denoiser_seconds"])
+    assert [(p["stage"], p["epoch"]) for p in saved["curve"]] == [("caption only", 1), ("caption only", 2), ("grounded", 1)]
+    assert saved["curve"][0]["train_seconds"] < saved["curve"][1]["train_seconds"] < saved["curve"][2]["train_seconds"]
+    assert saved["train_seconds"] == pytest.approx(saved["autoencoder_seconds"] + saved["denoiser_seconds"] + saved["grounded_seconds"])
     assert model.autoencoder.latent_shape == (16, 16, 4) and float(np.asarray(model.autoencoder.scale)) == saved["latent_scale"] != 1.0
     # re-measured on the saved model: the same drawings, so the same verdicts
     prompts = [c[0] for c in shapes.generate(12, seed=(2, 2)).captions]
-    again = LD.measure(model, prompts, seed=2)
-    for key in ("judge_true", "read_back_true", "judge_one_object", "read_back_two_objects"):
-        assert again[key] == saved[key], key
+    for scores, again in ((saved, LD.measure(model, prompts, seed=2)), (saved["caption_only"], LD.measure(LD.load(model_dir, grounded=False), prompts, seed=2))):
+        for key in ("judge_true", "read_back_true", "judge_one_object", "read_back_two_objects"):
+            assert again[key] == scores[key], key
+
+
+def test_start_from_fine_tunes_a_trained_model_and_keeps_its_first_stages(model_dir, tmp_path):
+    out = tmp_path / "again"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LD, "TRAIN_SIZES", TINY)
+        assert cli.main(["train", "diffusion", "--profile", "quick", "--seed", "2", "--start-from", str(model_dir), "--out", str(out)]) == 0
+    first, second = artifacts.read_metrics(model_dir), artifacts.read_metrics(out)
+    for key in ("autoencoder_seconds", "denoiser_seconds", "final_loss"):
+        assert second[key] == first[key], key
+    assert second["start_from"] == str(model_dir) and second["curve"][:2] == first["curve"][:2]
+    assert second["train_seconds"] == pytest.approx(first["autoencoder_seconds"] + first["denoiser_seconds"] + second["grounded_seconds"])
+    kept, earlier = LD.load(out, grounded=False), LD.load(model_dir, grounded=False)
+    for a, b in ((kept.autoencoder, earlier.autoencoder), (kept.denoiser, earlier.denoiser)):
+        assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
 def test_draw_writes_each_caption_and_names_a_bad_one(model_dir, model, tmp_path):

@@ -38,7 +38,7 @@ from keras import ops  # noqa: E402
 from mmcourse.data import shapes  # noqa: E402
 from mmcourse.layers.transformer import PositionalEmbedding, TransformerBlock, sinusoidal_positions, sinusoidal_positions_2d  # noqa: E402
 
-__all__ = ["null_caption", "timestep_code", "FiLM", "GridAttention", "build_denoiser"]
+__all__ = ["null_caption", "timestep_code", "FiLM", "GridAttention", "build_denoiser", "layout_channels", "with_layout"]
 
 
 def null_caption(length: int = shapes.CAPTION_LENGTH) -> np.ndarray:
@@ -112,8 +112,14 @@ class GridAttention(keras.layers.Layer):
 
 
 def build_denoiser(latent_shape=(16, 16, 4), *, vocabulary_size: int | None = None, width: int = 64, text_width: int = 64,
-                   num_heads: int = 4, caption_length: int = shapes.CAPTION_LENGTH, dtype=None, name: str = "denoiser") -> keras.Model:
+                   num_heads: int = 4, caption_length: int = shapes.CAPTION_LENGTH, layout_channels: int = 0, dtype=None,
+                   name: str = "denoiser") -> keras.Model:
     """The caption-conditioned U-Net described above (``width`` channels at full size, 2× below).
+
+    With ``layout_channels`` it also takes ``"layout"``, what-is-where maps ``(n, s, s,
+    layout_channels)`` (:mod:`mmcourse.models.layout`), added to the first features at full and
+    half size through convolutions that start at zero (as ControlNet's): built on a trained
+    caption-only denoiser's weights (:func:`with_layout`), it first draws exactly as that one did.
 
     ``vocabulary_size`` defaults to the Shapes caption vocabulary's. Layers take ``dtype``
     (Keras's global policy by default); the output layer computes in float32.
@@ -147,8 +153,15 @@ def build_denoiser(latent_shape=(16, 16, 4), *, vocabulary_size: int | None = No
     coordinates = np.stack(np.meshgrid(np.linspace(-1, 1, side), np.linspace(-1, 1, side), indexing="xy"), -1).astype(np.float32)
     x = ops.concatenate([noisy, ops.zeros_like(noisy[..., :2]) + ops.cast(coordinates, noisy.dtype)], axis=-1)  # (x, y) of every cell
     x = keras.layers.Conv2D(width, 3, padding="same", dtype=dtype, name="in_conv")(x)
+    inputs = {"noisy": noisy, "t": t, "caption": caption}
+    if layout_channels:
+        layout = inputs["layout"] = keras.Input((side, side, layout_channels), name="layout")
+        x = x + keras.layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros", dtype=dtype, name="layout_full")(layout)
     skip_full = x = _resblock(x, condition, width, dtype, "down_full")
     x = keras.layers.Conv2D(2 * width, 4, strides=2, padding="same", dtype=dtype, name="down1")(x)
+    if layout_channels:
+        half = keras.layers.AveragePooling2D(2, dtype=dtype)(layout)
+        x = x + keras.layers.Conv2D(2 * width, 3, padding="same", kernel_initializer="zeros", dtype=dtype, name="layout_half")(half)
     x = _resblock(x, condition, 2 * width, dtype, "down_half")
     memory = keras.layers.Dense(2 * width, dtype=dtype, name="memory_proj")(words)
     skip_half = x = GridAttention(num_heads, dtype=dtype, name="attention_half")(x, memory, real)
@@ -164,4 +177,24 @@ def build_denoiser(latent_shape=(16, 16, 4), *, vocabulary_size: int | None = No
     x = keras.layers.GroupNormalization(8, dtype=dtype, name="out_norm")(x)
     x = keras.layers.Activation("silu", dtype=dtype)(x)
     eps = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", dtype="float32", name="out_conv")(x)
-    return keras.Model({"noisy": noisy, "t": t, "caption": caption}, eps, name=name)
+    return keras.Model(inputs, eps, name=name)
+
+
+def layout_channels(model: keras.Model) -> int:
+    """How many what-is-where channels ``model`` takes (0: a caption-only denoiser)."""
+    layout = model.input.get("layout") if isinstance(model.input, dict) else None
+    return 0 if layout is None else int(layout.shape[-1])
+
+
+def with_layout(denoiser: keras.Model, channels: int) -> keras.Model:
+    """A denoiser like the caption-only ``denoiser`` (same sizes, read off its layers) that also
+    takes ``channels`` what-is-where maps, every layer but the two new ones holding a copy of
+    ``denoiser``'s weights."""
+    model = build_denoiser(denoiser.input["noisy"].shape[1:], vocabulary_size=denoiser.get_layer("word_vectors").input_dim,
+                           width=denoiser.get_layer("in_conv").filters, text_width=denoiser.get_layer("word_vectors").output_dim,
+                           num_heads=denoiser.get_layer("attention_middle").num_heads, caption_length=denoiser.input["caption"].shape[-1],
+                           layout_channels=channels, dtype=denoiser.dtype_policy, name=denoiser.name)
+    for layer in denoiser.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    return model

@@ -190,7 +190,7 @@ def ddim_sample(predict_noise, sched: Schedule, noise, *, steps: int = 50, eta: 
 
 
 def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, epochs: int = 1, seed: int = 0, drop: float = 0.1,
-                   min_snr: float | None = None):
+                   min_snr: float | None = None, layouts=None):
     """A ``tf.data`` stream of ``({"noisy", "t", "caption"}, ε)`` batches for the simple loss.
 
     ``latents (n, s, s, c)`` are the clean ``x_0`` (scaled latents, or images in [−1, 1]);
@@ -199,7 +199,9 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
     :meth:`Schedule.q_sample`; with probability ``drop`` its caption becomes the empty one
     (:func:`mmcourse.models.denoiser.null_caption`: classifier-free guidance's unconditional
     model). All drawn from ``(seed, step)``, so one device and several replicas train alike
-    (:mod:`mmcourse.data.pipeline`).
+    (:mod:`mmcourse.data.pipeline`). With ``layouts (n, s, s, k)``, each row's what-is-where maps
+    (:mod:`mmcourse.models.layout`), the inputs also hold ``"layout"``, all zero where the caption
+    was dropped: the unconditional model knows neither what nor where.
 
     With ``min_snr`` = γ each batch also carries a weight per row, ``min(SNR_t, γ) / SNR_t`` with
     ``SNR_t = ᾱ_t / (1 − ᾱ_t)`` (Hang et al., 2023, "Min-SNR"): the nearly clean steps, whose
@@ -213,6 +215,7 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
     if not 0 <= drop < 1:
         raise ValueError(f"drop is a probability below 1, got {drop!r}")
     latents_t, captions_t = tf.constant(np.asarray(latents, np.float32)), tf.constant(np.asarray(captions, np.int32))
+    layouts_t = None if layouts is None else tf.constant(np.asarray(layouts, np.float32))
     root_bars = tf.constant(np.sqrt(sched.alpha_bars), tf.float32)
     root_rest = tf.constant(np.sqrt(1 - sched.alpha_bars), tf.float32)
     empty = tf.constant(null_caption(captions_t.shape[-1]))
@@ -232,6 +235,8 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
         dropped = tf.random.stateless_uniform((n,), seed=draw(3)) < drop
         caption = tf.where(dropped[:, None], empty[None], caption)
         inputs = {"noisy": noisy, "t": t, "caption": caption}
+        if layouts_t is not None:
+            inputs["layout"] = tf.where(dropped[:, None, None, None], 0.0, tf.gather(layouts_t, rows))
         return (inputs, noise, tf.gather(weights, t)[:, None, None]) if min_snr else (inputs, noise)  # (n, 1, 1): against the squared error per cell
 
     return pipeline.batches(len(latents), gather, batch_size=batch_size, epochs=epochs, seed=seed)
@@ -239,9 +244,13 @@ def noised_batches(latents, captions, sched: Schedule, *, batch_size: int = 64, 
 
 def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
                    drop: float = 0.1, min_snr: float | None = 5.0, ema: float | None = 0.999, seed: int = 0, progress: bool = True, callbacks=(),
-                   **denoiser_args):
+                   layouts=None, start_from: keras.Model | None = None, **denoiser_args):
     """Build :func:`mmcourse.models.denoiser.build_denoiser` for ``latents``' shape and train it
     on :func:`noised_batches` with the simple loss ``‖ε − ε̂‖²``. Returns ``(model, history, seconds)``.
+
+    With ``layouts`` (what-is-where maps per row) the denoiser also takes them; with
+    ``start_from``, a trained caption-only denoiser, it starts from that one's weights
+    (:func:`mmcourse.models.denoiser.with_layout`) and is fine-tuned rather than built afresh.
 
     Built from ``seed`` and compiled in :func:`mmcourse.device.strategy`'s scope (precision and
     replicas as the surrounding ``device.use``); Adam, its step falling along a half cosine; with
@@ -252,7 +261,7 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
     from mmcourse import device
     from mmcourse import training as training_lib
     from mmcourse.checks import check_seed
-    from mmcourse.models.denoiser import build_denoiser
+    from mmcourse.models.denoiser import build_denoiser, with_layout
 
     import time
 
@@ -263,10 +272,14 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
     steps = -(-len(latents) // batch_size)
     optimizer_args = dict(use_ema=True, ema_momentum=ema) if ema else {}
     with device.strategy().scope(), training_lib.seeded(seed):
-        model = build_denoiser(latents.shape[1:], caption_length=np.shape(captions)[-1], **denoiser_args)
+        channels = 0 if layouts is None else np.shape(layouts)[-1]
+        if start_from is not None:
+            model = with_layout(start_from, channels)
+        else:
+            model = build_denoiser(latents.shape[1:], caption_length=np.shape(captions)[-1], layout_channels=channels, **denoiser_args)
         schedule_ = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
         training_lib.compile(model, keras.optimizers.Adam(schedule_, **optimizer_args), loss="mse")
-    stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop, min_snr=min_snr)
+    stream = noised_batches(latents, captions, sched, batch_size=batch_size, epochs=epochs, seed=seed, drop=drop, min_snr=min_snr, layouts=layouts)
     callbacks = list(callbacks)
     if progress:
         from tqdm.keras import TqdmCallback
@@ -280,22 +293,31 @@ def train_denoiser(latents, captions, *, sched: Schedule | None = None, epochs: 
 # --------------------------------------------------------------------------- drawing
 
 
-def guided_predictor(model: keras.Model, caption_ids, guidance: float = 3.0):
-    """``predict_noise(x_t, t)`` for the samplers: ``model``'s ε̂ for captions ``caption_ids (n, L)``,
+def guided_predictor(model: keras.Model, caption_ids, guidance: float = 3.0, layouts=None):
+    """``predict_noise(x_t, t)`` for the samplers: ``model``'s ε̂ for captions ``caption_ids (n, L)``
+    (and, for a denoiser that takes them, what-is-where maps ``layouts (n, s, s, k)``),
     classifier-free guided with scale ``guidance`` (:func:`guided_noise`; one forward pass of
-    ``2n`` rows, the captions and the empty caption, when ``guidance`` is not 1)."""
-    from mmcourse.models.denoiser import null_caption
+    ``2n`` rows, the captions and the empty caption with empty maps, when ``guidance`` is not 1)."""
+    from mmcourse.models.denoiser import layout_channels, null_caption
 
     caption_ids = np.asarray(caption_ids, np.int32)
     empty = np.tile(null_caption(caption_ids.shape[-1]), (len(caption_ids), 1))
     captions = ops.convert_to_tensor(caption_ids if guidance == 1 else np.concatenate([caption_ids, empty]))  # a model's inputs are all tensors
+    conditions = [captions]
+    if layout_channels(model):
+        if layouts is None:
+            raise ValueError("this denoiser draws from a layout too: pass layouts, what-is-where maps (mmcourse.models.layout)")
+        layouts = np.asarray(layouts, np.float32)
+        conditions.append(ops.convert_to_tensor(layouts if guidance == 1 else np.concatenate([layouts, np.zeros_like(layouts)])))
+    elif layouts is not None:
+        raise ValueError("this denoiser reads captions only: it takes no layouts")
 
     call = _compiled(model)
 
     def predict(x, t):
         if guidance == 1:
-            return call(x, t, captions)
-        both = call(ops.concatenate([x, x]), ops.concatenate([t, t]), captions)
+            return call(x, t, *conditions)
+        both = call(ops.concatenate([x, x]), ops.concatenate([t, t]), *conditions)
         conditional, unconditional = ops.split(ops.cast(both, "float32"), 2)
         return guided_noise(conditional, unconditional, guidance)
 
@@ -313,20 +335,25 @@ def _compiled(model: keras.Model):
         noisy = model.input["noisy"]
         signature = [tf.TensorSpec((None, *noisy.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int32),
                      tf.TensorSpec((None, model.input["caption"].shape[-1]), tf.int32)]
-        _COMPILED[model] = tf.function(lambda x, t, caption: model({"noisy": x, "t": t, "caption": caption}, training=False),
-                                       input_signature=signature)
+        if "layout" in model.input:
+            signature.append(tf.TensorSpec((None, *model.input["layout"].shape[1:]), tf.float32))
+            _COMPILED[model] = tf.function(lambda x, t, caption, layout: model({"noisy": x, "t": t, "caption": caption, "layout": layout},
+                                                                               training=False), input_signature=signature)
+        else:
+            _COMPILED[model] = tf.function(lambda x, t, caption: model({"noisy": x, "t": t, "caption": caption}, training=False),
+                                           input_signature=signature)
     return _COMPILED[model]
 
 
 def draw_latents(model: keras.Model, caption_ids, *, sched: Schedule, guidance: float = 3.0, steps: int = 25, sampler: str = "ddim",
-                 clip: float | None = None, seed: int = 0, callback=None):
-    """Latents for each caption (``caption_ids (n, L)``), from noise drawn from ``seed``: DDIM in
-    ``steps`` (deterministic) or ancestral DDPM through every step (``sampler="ddpm"``), ``x̂_0``
-    clipped to ``[−clip, clip]`` when given."""
+                 clip: float | None = None, seed: int = 0, callback=None, layouts=None):
+    """Latents for each caption (``caption_ids (n, L)``; with ``layouts``, its what-is-where
+    maps), from noise drawn from ``seed``: DDIM in ``steps`` (deterministic) or ancestral DDPM
+    through every step (``sampler="ddpm"``), ``x̂_0`` clipped to ``[−clip, clip]`` when given."""
     caption_ids = np.asarray(caption_ids, np.int32)
     shape = (len(caption_ids), *model.input["noisy"].shape[1:])
     noise = keras.random.normal(shape, seed=keras.random.SeedGenerator(seed))
-    predict = guided_predictor(model, caption_ids, guidance)
+    predict = guided_predictor(model, caption_ids, guidance, layouts)
     if sampler == "ddim":
         return ddim_sample(predict, sched, noise, steps=steps, clip=clip, seed=seed + 1, callback=callback)
     if sampler == "ddpm":

@@ -4,13 +4,15 @@ The pieces live one per module:
 
 - :mod:`mmcourse.models.latent_autoencoder` — the sharp autoencoder, 64×64×3 ↔ 16×16×4;
 - :mod:`mmcourse.models.denoiser` — the caption-conditioned U-Net ``ε̂(x_t, t, caption)``;
-- :mod:`mmcourse.models.diffusion` — the schedule, training the denoiser, DDPM/DDIM, guidance.
+- :mod:`mmcourse.models.diffusion` — the schedule, training the denoiser, DDPM/DDIM, guidance;
+- :mod:`mmcourse.models.layout` — where each named object goes (grounded text to image).
 
-This module puts them together (:class:`LatentDiffusion`: captions in, images out), trains the
-pair from the command line (:func:`train_command`: the autoencoder first, then the denoiser
-on its latents, with a curve of how many drawings are true against training time), saves and
-loads it, and measures what it draws (:func:`measure`) twice: by the course's scene judge,
-and by reading each drawing back with the shipped captioner (a model that never saw a drawing).
+This module puts them together (:class:`LatentDiffusion`: captions in, images out), trains
+them from the command line (:func:`train_command`: the autoencoder first, then the
+caption-only denoiser on its latents, then a copy of it fine-tuned to draw from layouts too,
+each with a curve of how many drawings are true against training time), saves and loads them,
+and measures what they draw (:func:`measure`) twice: by the course's scene judge, and by
+reading each drawing back with the shipped captioner (a model that never saw a drawing).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from mmcourse.data import pipeline, shapes
 from mmcourse.data.text import Vocabulary
 from mmcourse.imageops import to_unit
 from mmcourse.models import diffusion
+from mmcourse.models.denoiser import layout_channels
 from mmcourse.models.latent_autoencoder import LatentAutoencoder, build_latent_autoencoder
+from mmcourse.models.layout import CHANNELS, LayoutBank, scene_maps
 from mmcourse.training import start_command
 
 tensorflow()
@@ -45,10 +49,14 @@ HOLDOUT = (("red", "circle"), ("blue", "triangle"))
 #: then on the latents of ``images`` captioned images × ``epochs``; every ``curve_every`` epochs
 #: ``curve_prompts`` fresh prompts are drawn and judged (the curve of truth against time).
 TRAIN_SIZES = {
-    "quick": dict(ae_images=256, ae_epochs=1, ae_width=8, images=256, epochs=2, width=16, curve_every=1, curve_prompts=16, test_prompts=32),
-    "full": dict(ae_images=4000, ae_epochs=6, ae_width=16, images=20_000, epochs=42, width=32, curve_every=2, curve_prompts=200,
+    "quick": dict(ae_images=256, ae_epochs=1, ae_width=8, images=256, epochs=2, width=16, layout_epochs=1, curve_every=1, curve_prompts=16,
+                  test_prompts=32),
+    "full": dict(ae_images=4000, ae_epochs=6, ae_width=16, images=20_000, epochs=42, width=32, layout_epochs=10, curve_every=2, curve_prompts=200,
                  test_prompts=1000),
 }
+#: The grounded denoiser is fine-tuned from the caption-only one at this learning rate (a fifth of
+#: training from scratch: its weights already draw, and only the new layout paths start at zero).
+LAYOUT_LEARNING_RATE = 2e-4
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 SCHEDULE_STEPS = 1000
@@ -59,32 +67,54 @@ GUIDANCE, STEPS = 3.0, 25  # what metrics.json and `mmcourse draw` use unless to
 CLIP = 5.0
 MIN_SNR = 5.0  # the denoiser's loss weighting (diffusion.noised_batches)
 AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE = "autoencoder.keras", "denoiser.keras", "vocabulary.json"
+GROUNDED_FILE, LAYOUTS_FILE = "grounded_denoiser.keras", "layouts.npz"
 
 
 @dataclass
 class LatentDiffusion:
-    """A latent autoencoder and a denoiser on its latents: :meth:`draw` turns captions into images."""
+    """A latent autoencoder and a denoiser on its latents: :meth:`draw` turns captions into images.
+
+    A *grounded* model's denoiser also draws from what-is-where maps, and ``layouts`` (a
+    :class:`~mmcourse.models.layout.LayoutBank`) chooses them from each caption."""
 
     autoencoder: LatentAutoencoder
     denoiser: keras.Model
     vocabulary: Vocabulary
     sched: diffusion.Schedule
+    layouts: LayoutBank | None = None
+
+    @property
+    def grounded(self) -> bool:
+        """Whether the denoiser draws from layouts as well as captions."""
+        return layout_channels(self.denoiser) > 0
 
     def caption_ids(self, captions) -> np.ndarray:
         """``(n, L)`` word ids; a caption outside the Shapes grammar raises a ``ValueError`` naming the word."""
         return shapes.encode_captions(list(captions), self.vocabulary)
 
     def draw(self, captions, *, guidance: float = GUIDANCE, steps: int = STEPS, sampler: str = "ddim", clip: float | None = CLIP, seed: int = 0,
-             batch_size: int = 250, callback=None) -> np.ndarray:
+             batch_size: int = 250, callback=None, maps=None) -> np.ndarray:
         """One 64×64 drawing per caption, uint8 ``(n, 64, 64, 3)``: DDIM in ``steps`` (or DDPM),
         classifier-free guided with scale ``guidance``, the clean latent's guess clipped to ``±clip``
         at every step (:data:`CLIP`), from noise drawn from ``seed`` (per batch of
-        ``batch_size`` captions). ``callback(t, x_t, x0_hat)`` sees each step of the first batch, as latents."""
+        ``batch_size`` captions). ``callback(t, x_t, x0_hat)`` sees each step of the first batch, as latents.
+
+        A grounded model draws each caption's layout from its bank (seeded like the noise), or
+        takes what-is-where ``maps`` given one per caption (say, of real scenes: :func:`scene_maps`)."""
         ids = self.caption_ids(captions)
+        captions = list(captions)
+        if self.grounded and maps is None and self.layouts is None:
+            raise ValueError("a grounded model needs a layout bank or maps to draw from")
         out = []
         for k, lo in enumerate(range(0, len(ids), batch_size)):
+            batch_maps = None
+            if self.grounded:
+                batch_maps = maps[lo : lo + batch_size] if maps is not None else self.layouts.maps(captions[lo : lo + batch_size],
+                                                                                                    side=self.denoiser.input["layout"].shape[1],
+                                                                                                    seed=seed * 1000 + k)
             latents = diffusion.draw_latents(self.denoiser, ids[lo : lo + batch_size], sched=self.sched, guidance=guidance, steps=steps,
-                                             sampler=sampler, clip=clip, seed=seed * 1000 + k, callback=callback if k == 0 else None)
+                                             sampler=sampler, clip=clip, seed=seed * 1000 + k, callback=callback if k == 0 else None,
+                                             layouts=batch_maps)
             out.append(self.decode(latents))
         return np.concatenate(out) if out else np.zeros((0, 64, 64, 3), np.uint8)
 
@@ -94,24 +124,38 @@ class LatentDiffusion:
         return np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
     def save(self, out) -> Path:
+        """Write the model's files into ``out``: a grounded denoiser (and its layout bank) beside
+        the caption-only one, which ``out`` must already hold."""
         out = Path(out)
         artifacts.save_model(self.autoencoder, out / AUTOENCODER_FILE)
-        artifacts.save_model(self.denoiser, out / DENOISER_FILE)
+        if self.grounded:
+            if not (out / DENOISER_FILE).is_file():
+                raise FileNotFoundError(f"save the caption-only model in {out} first: a grounded model is saved beside it")
+            artifacts.save_model(self.denoiser, out / GROUNDED_FILE)
+            self.layouts.save(out / LAYOUTS_FILE)
+        else:
+            artifacts.save_model(self.denoiser, out / DENOISER_FILE)
         self.vocabulary.save(out / VOCABULARY_FILE)
         return out
 
 
-def load(folder=None) -> LatentDiffusion:
+def load(folder=None, *, grounded: bool | None = None) -> LatentDiffusion:
     """The model :func:`train_command` wrote in ``folder`` (``None``: the shipped ``data/diffusion``,
-    checksum-verified), loaded with ``safe_mode=True``."""
+    checksum-verified), loaded with ``safe_mode=True``: the grounded one (a denoiser that draws
+    from layouts, and the layout bank) when the folder holds it and ``grounded`` is not False,
+    else the caption-only one. ``grounded=True`` insists on the grounded model."""
     import mmcourse.models.denoiser  # noqa: F401  (registers the layers the saved denoiser names)
 
     folder = artifacts.shipped("diffusion") if folder is None else Path(folder)
-    for name in (AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE):
+    if grounded is None:
+        grounded = (folder / GROUNDED_FILE).is_file()
+    needed = (AUTOENCODER_FILE, GROUNDED_FILE, LAYOUTS_FILE, VOCABULARY_FILE) if grounded else (AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE)
+    for name in needed:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder `mmcourse train diffusion --out DIR` wrote")
-    return LatentDiffusion(artifacts.load_model(folder / AUTOENCODER_FILE), artifacts.load_model(folder / DENOISER_FILE),
-                       Vocabulary.load(folder / VOCABULARY_FILE), diffusion.schedule(SCHEDULE_STEPS))
+    return LatentDiffusion(artifacts.load_model(folder / AUTOENCODER_FILE), artifacts.load_model(folder / (GROUNDED_FILE if grounded else DENOISER_FILE)),
+                           Vocabulary.load(folder / VOCABULARY_FILE), diffusion.schedule(SCHEDULE_STEPS),
+                           LayoutBank.load(folder / LAYOUTS_FILE) if grounded else None)
 
 
 def train_autoencoder(images, *, epochs: int, width: int, seed: int = 0, batch_size: int = BATCH_SIZE, progress: bool = True):
@@ -149,7 +193,8 @@ def prompt_kinds(prompts) -> dict[str, np.ndarray]:
     return kinds
 
 
-def measure(model: LatentDiffusion, prompts, *, judge=None, captioner=None, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0) -> dict:
+def measure(model: LatentDiffusion, prompts, *, judge=None, captioner=None, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0,
+            maps=None) -> dict:
     """Draw one image per prompt and say how many are true to it, overall and per kind of prompt
     (:func:`prompt_kinds`), read two ways:
 
@@ -159,7 +204,8 @@ def measure(model: LatentDiffusion, prompts, *, judge=None, captioner=None, guid
     - ``read_back_*``: the shipped GRU captioner captions the drawing and the caption must
       describe the same scene (:func:`mmcourse.metrics.captioning.same_description`).
 
-    Also ``seconds_per_image`` (drawing only) and the guidance and steps used."""
+    Also ``seconds_per_image`` (drawing only) and the guidance and steps used. A grounded
+    model draws from its bank's layouts, or from ``maps`` when given (:meth:`LatentDiffusion.draw`)."""
     from mmcourse.metrics.captioning import same_description
     from mmcourse.metrics.judge import SceneJudge
     from mmcourse.models import captioning
@@ -168,7 +214,7 @@ def measure(model: LatentDiffusion, prompts, *, judge=None, captioner=None, guid
     captioner = captioner or captioning.load()
     prompts = list(prompts)
     start = time.perf_counter()
-    images = model.draw(prompts, guidance=guidance, steps=steps, seed=seed)
+    images = model.draw(prompts, guidance=guidance, steps=steps, seed=seed, maps=maps)
     seconds = time.perf_counter() - start
     verdicts = {"judge": judge.describes(images, prompts),
                 "read_back": same_description(captioning.greedy_decode(captioner[0], images, captioner[1])[0], prompts)}
@@ -230,15 +276,21 @@ class _average_weights:
 
 
 def train_command(out, *, profile: str | None = None, seed: int = 0, precision: str = "auto", cpu_replicas: int | None = None,
-                  progress: bool = True) -> dict:
-    """What ``mmcourse train diffusion`` does: train the autoencoder, then the denoiser on its
-    latents (captions of one- and two-object scenes, :data:`HOLDOUT` pairs never shown), write the
-    model and ``metrics.json``; return the metrics.
+                  progress: bool = True, start_from=None) -> dict:
+    """What ``mmcourse train diffusion`` does: train the autoencoder, then the caption-only
+    denoiser on its latents (captions of one- and two-object scenes, :data:`HOLDOUT` pairs never
+    shown), then fine-tune a copy of it to draw from what-is-where maps as well (the grounded
+    denoiser, :mod:`mmcourse.models.layout`); write both models, the layout bank and
+    ``metrics.json``; return the metrics. With ``start_from``, a folder this command wrote, the
+    autoencoder and the caption-only denoiser are that folder's and only the fine-tuning runs.
 
-    ``metrics.json`` holds :func:`measure` on fresh prompts (the first caption of each image of a
-    test split that draws from every pair), the autoencoder's check (the captioner reading its
-    reconstructions of the test images, against the originals), the curve of truth against
-    training time (:class:`TruthCurve`), and ``train_seconds`` (both models, curve drawing excluded)."""
+    ``metrics.json`` holds :func:`measure` of the grounded model on fresh prompts (the first
+    caption of each image of a test split that draws from every pair), the same for the
+    caption-only model (``caption_only``) and for the grounded model told the test scenes' own
+    layouts (``oracle_layout``: the ceiling of a better layout stage), the autoencoder's check
+    (the captioner reading its reconstructions of the test images, against the originals), the
+    curves of truth against training time (:class:`TruthCurve`, both stages, seconds counted on
+    from the first), and ``train_seconds`` (all stages, curve drawing excluded)."""
     from mmcourse.metrics.captioning import same_description
     from mmcourse.metrics.judge import SceneJudge
     from mmcourse.models import captioning
@@ -247,38 +299,70 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
     sizes = TRAIN_SIZES[profile.name]
     vocabulary = shapes.caption_vocabulary()
     judge, captioner = SceneJudge.load(), captioning.load()
+    sched = diffusion.schedule(SCHEDULE_STEPS)
+    curve_prompts = [c[0] for c in shapes.generate(sizes["curve_prompts"], seed=(seed, 3)).captions]
+    data = shapes.generate(sizes["images"], seed=(seed, 1), holdout=HOLDOUT)
     with device.use(precision, cpu_replicas) as run:
-        ae_data = shapes.generate(sizes["ae_images"], seed=(seed, 11), holdout=HOLDOUT)
-        autoencoder, ae_seconds = train_autoencoder(ae_data.images, epochs=sizes["ae_epochs"], width=sizes["ae_width"], seed=seed, progress=progress)
-        data = shapes.generate(sizes["images"], seed=(seed, 1), holdout=HOLDOUT)
-        latents = np.concatenate([np.asarray(autoencoder.encode(to_unit(data.images[i : i + 500]))) for i in range(0, len(data), 500)])
-        sched = diffusion.schedule(SCHEDULE_STEPS)
-        make_model = lambda denoiser: LatentDiffusion(autoencoder, denoiser, vocabulary, sched)  # noqa: E731
-        curve_prompts = [c[0] for c in shapes.generate(sizes["curve_prompts"], seed=(seed, 3)).captions]
-        curve = TruthCurve(make_model, curve_prompts, judge, every=sizes["curve_every"], seed=seed)
-        denoiser, history, denoiser_seconds = diffusion.train_denoiser(
-            latents, caption_table(data, vocabulary), sched=sched, epochs=sizes["epochs"], batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-            min_snr=MIN_SNR, seed=seed, progress=progress, width=sizes["width"], callbacks=[curve])
-        denoiser_seconds -= curve._spent
-        model = make_model(denoiser)
+        if start_from is None:
+            ae_data = shapes.generate(sizes["ae_images"], seed=(seed, 11), holdout=HOLDOUT)
+            autoencoder, ae_seconds = train_autoencoder(ae_data.images, epochs=sizes["ae_epochs"], width=sizes["ae_width"], seed=seed, progress=progress)
+            latents = _encode(autoencoder, data.images)
+            make_model = lambda denoiser: LatentDiffusion(autoencoder, denoiser, vocabulary, sched)  # noqa: E731
+            curve = TruthCurve(make_model, curve_prompts, judge, every=sizes["curve_every"], seed=seed)
+            denoiser, history, denoiser_seconds = diffusion.train_denoiser(
+                latents, caption_table(data, vocabulary), sched=sched, epochs=sizes["epochs"], batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
+                min_snr=MIN_SNR, seed=seed, progress=progress, width=sizes["width"], callbacks=[curve])
+            denoiser_seconds -= curve._spent
+            first = {"autoencoder_images": len(ae_data), "autoencoder_seconds": ae_seconds, "denoiser_seconds": denoiser_seconds,
+                     "final_loss": float(history["loss"][-1]), "curve": [{"stage": "caption only", **p} for p in curve.points]}
+        else:
+            earlier = load(start_from, grounded=False)
+            autoencoder, denoiser = earlier.autoencoder, earlier.denoiser
+            latents = _encode(autoencoder, data.images)
+            earlier_metrics = artifacts.read_metrics(start_from)
+            first = {k: earlier_metrics[k] for k in ("autoencoder_images", "autoencoder_seconds", "denoiser_seconds", "final_loss")}
+            first["curve"] = [{"stage": "caption only", **p} for p in earlier_metrics.get("curve", [])]
+            first["start_from"], first["caption_only_command"] = str(start_from), earlier_metrics.get("command")
+        caption_only = LatentDiffusion(autoencoder, denoiser, vocabulary, sched)
+        bank = LayoutBank.fit(data)
+        make_grounded = lambda denoiser: LatentDiffusion(autoencoder, denoiser, vocabulary, sched, bank)  # noqa: E731
+        curve = TruthCurve(make_grounded, curve_prompts, judge, every=sizes["curve_every"], seed=seed)
+        grounded, history, grounded_seconds = diffusion.train_denoiser(
+            latents, caption_table(data, vocabulary), sched=sched, epochs=sizes["layout_epochs"], batch_size=BATCH_SIZE,
+            learning_rate=LAYOUT_LEARNING_RATE, min_snr=MIN_SNR, seed=seed + 1, progress=progress, callbacks=[curve],
+            layouts=scene_maps(data, side=autoencoder.latent_shape[0]), start_from=denoiser)
+        grounded_seconds -= curve._spent
+        before = first["autoencoder_seconds"] + first["denoiser_seconds"]
+        model = make_grounded(grounded)
         test = shapes.generate(sizes["test_prompts"], seed=(seed, 2))
         prompts = [c[0] for c in test.captions]
         rebuilt = model.decode(autoencoder.encode(to_unit(test.images)))
         read = lambda images: captioning.greedy_decode(captioner[0], images, captioner[1])[0]  # noqa: E731
-        metrics = {"train_images": len(data), "epochs": sizes["epochs"], "batch_size": BATCH_SIZE, "holdout": [list(p) for p in HOLDOUT],
-                   "autoencoder_images": len(ae_data), "autoencoder_epochs": sizes["ae_epochs"], "autoencoder_width": sizes["ae_width"],
+        metrics = {"train_images": len(data), "epochs": sizes["epochs"], "layout_epochs": sizes["layout_epochs"], "batch_size": BATCH_SIZE,
+                   "holdout": [list(p) for p in HOLDOUT], "autoencoder_epochs": sizes["ae_epochs"], "autoencoder_width": sizes["ae_width"],
                    "latent_shape": list(autoencoder.latent_shape), "latent_scale": float(np.asarray(autoencoder.scale)),
-                   "autoencoder_weights": autoencoder.count_params(), "denoiser_weights": denoiser.count_params(), "denoiser_width": sizes["width"],
-                   "schedule": "cosine", "schedule_steps": SCHEDULE_STEPS, "min_snr": MIN_SNR, "clip": CLIP, "autoencoder_seconds": ae_seconds, "denoiser_seconds": denoiser_seconds,
-                   "final_loss": float(history["loss"][-1]), "test_images": len(test),
+                   "autoencoder_weights": autoencoder.count_params(), "denoiser_weights": denoiser.count_params(),
+                   "grounded_weights": grounded.count_params(), "denoiser_width": sizes["width"], "layout_channels": list(CHANNELS),
+                   "layout_bank": len(bank), "schedule": "cosine", "schedule_steps": SCHEDULE_STEPS, "min_snr": MIN_SNR, "clip": CLIP,
+                   "learning_rate": LEARNING_RATE, "layout_learning_rate": LAYOUT_LEARNING_RATE, **first,
+                   "grounded_seconds": grounded_seconds, "grounded_final_loss": float(history["loss"][-1]), "test_images": len(test),
                    "reconstructions_read_back": float(same_description(read(rebuilt), prompts).mean()),
                    "originals_read_back": float(same_description(read(test.images), prompts).mean()),
-                   "reconstruction_mse": float(np.mean((to_unit(rebuilt) - to_unit(test.images)) ** 2)),
-                   "curve": curve.points}
+                   "reconstruction_mse": float(np.mean((to_unit(rebuilt) - to_unit(test.images)) ** 2))}
+        metrics["curve"] = metrics["curve"] + [{"stage": "grounded", **p, "train_seconds": before + p["train_seconds"]} for p in curve.points]
         metrics.update(measure(model, prompts, judge=judge, captioner=captioner, seed=seed))
+        metrics["caption_only"] = measure(caption_only, prompts, judge=judge, captioner=captioner, seed=seed)
+        metrics["oracle_layout"] = measure(model, prompts, judge=judge, captioner=captioner, seed=seed,
+                                           maps=scene_maps(test, side=autoencoder.latent_shape[0]))
+    caption_only.save(out)
     model.save(out)
-    return artifacts.write_metrics(out, metrics, files=[AUTOENCODER_FILE, DENOISER_FILE, VOCABULARY_FILE], run=run, profile=profile.name,
-                                   seed=seed, test_seed=[seed, 2], train_seconds=ae_seconds + denoiser_seconds)
+    return artifacts.write_metrics(out, metrics, files=[AUTOENCODER_FILE, DENOISER_FILE, GROUNDED_FILE, LAYOUTS_FILE, VOCABULARY_FILE], run=run,
+                                   profile=profile.name, seed=seed, test_seed=[seed, 2], train_seconds=before + grounded_seconds)
+
+
+def _encode(autoencoder: LatentAutoencoder, images) -> np.ndarray:
+    """The scaled latents of ``images``, 500 at a time."""
+    return np.concatenate([np.asarray(autoencoder.encode(to_unit(images[i : i + 500]))) for i in range(0, len(images), 500)])
 
 
 def draw_files(folder, captions, out, *, n: int = 1, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0):
