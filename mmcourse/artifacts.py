@@ -78,15 +78,27 @@ def save_model(model, path) -> Path:
     return path
 
 
-def load_model(path):
+def load_model(path, custom_objects: dict | None = None):
     """A model saved by :func:`save_model`, loaded with ``safe_mode=True`` and not compiled. When its
-    folder lists SHA-256 sums (every ``mmcourse train`` folder does), the files are checked first."""
+    folder lists SHA-256 sums (every ``mmcourse train`` folder does), the files are checked first.
+    ``custom_objects`` name the classes to use over Keras's registry (two modules register a
+    ``mmcourse>FiLM``, and the registry keeps whichever was imported last)."""
     import keras
 
     path = Path(path)
     if (path.parent / CHECKSUM_FILE).is_file():
         verify(path.parent)
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    registry = keras.saving.get_custom_objects()  # Keras looks here before any scope or custom_objects argument
+    before = {name: registry.get(name) for name in custom_objects or {}}
+    registry.update(custom_objects or {})
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    finally:
+        for name, value in before.items():
+            if value is None:
+                registry.pop(name, None)
+            else:
+                registry[name] = value
 
 
 def _versions() -> dict:

@@ -153,7 +153,9 @@ def load(folder=None, *, grounded: bool | None = None) -> LatentDiffusion:
     for name in needed:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder `mmcourse train diffusion --out DIR` wrote")
-    return LatentDiffusion(artifacts.load_model(folder / AUTOENCODER_FILE), artifacts.load_model(folder / (GROUNDED_FILE if grounded else DENOISER_FILE)),
+    own = {"mmcourse>FiLM": mmcourse.models.denoiser.FiLM}  # not vqa's FiLM, which registers the same name
+    return LatentDiffusion(artifacts.load_model(folder / AUTOENCODER_FILE),
+                           artifacts.load_model(folder / (GROUNDED_FILE if grounded else DENOISER_FILE), custom_objects=own),
                            Vocabulary.load(folder / VOCABULARY_FILE), diffusion.schedule(SCHEDULE_STEPS),
                            LayoutBank.load(folder / LAYOUTS_FILE) if grounded else None)
 

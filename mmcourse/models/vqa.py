@@ -489,7 +489,7 @@ def load(folder=None) -> tuple[keras.Model, VQAModel, Vocabulary]:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"no {name} in {folder}: pass the folder that `mmcourse train vqa --out DIR` wrote")
     encoder = artifacts.load_model(folder / ENCODER_FILE)
-    model = artifacts.load_model(folder / MODEL_FILE)
+    model = artifacts.load_model(folder / MODEL_FILE, custom_objects={"mmcourse>FiLM": FiLM})  # not the denoiser's FiLM, registered by the same name
     return encoder, model, Vocabulary.load(folder / VOCABULARY_FILE)
 
 
