@@ -118,3 +118,28 @@ def test_a_grounded_denoiser_needs_layouts_to_draw():
         diffusion.guided_predictor(plain, ids, layouts=np.zeros((1, 8, 8, 9)))
     latents = diffusion.draw_latents(grounded, ids, sched=diffusion.schedule(20), steps=3, layouts=np.zeros((1, 8, 8, 9), np.float32))
     assert latents.shape == (1, 8, 8, 4)
+
+
+def test_grounded_fine_tuning_trains_alike_on_two_replicas_and_in_mixed_precision(scenes):
+    """The fine-tuning stage (start_from plus layouts) in the course's training idiom: two CPU
+    replicas follow one device, and mixed float16 (scaled loss) follows float32."""
+    import keras
+
+    from mmcourse import device
+
+    rng = np.random.default_rng(10)
+    plain = denoiser.build_denoiser((8, 8, 2), width=16, text_width=16, num_heads=2)
+    ids = shapes.encode_captions([c[0] for c in scenes.captions[:64]])[:, None]
+    maps = layout.scene_maps(scenes.subset(range(64)), side=8)
+    latents = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    arguments = dict(sched=diffusion.schedule(50), epochs=2, batch_size=16, learning_rate=1e-3, seed=0, progress=False,
+                     layouts=maps, start_from=plain)
+    runs = {}
+    for precision, replicas in (("float32", None), ("float32", 2), ("mixed", 2)):
+        with device.use(precision, replicas):
+            model, history, _ = diffusion.train_denoiser(latents, ids, **arguments)
+        runs[precision, replicas] = history["loss"]
+        assert denoiser.layout_channels(model) == len(layout.CHANNELS)
+    np.testing.assert_allclose(runs["float32", 2], runs["float32", None], rtol=1e-4)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) and np.isfinite(runs["mixed", 2]).all()
+    np.testing.assert_allclose(runs["mixed", 2], runs["float32", None], rtol=0.05)
