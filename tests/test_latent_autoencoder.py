@@ -64,6 +64,18 @@ def test_scale_and_saving(small, tmp_path):
     assert np.allclose(np.asarray(again(x)), np.asarray(small(x)), atol=1e-5)
 
 
+def test_many_images_are_encoded_and_decoded_a_batch_at_a_time(small):
+    # One call on thousands of images would hold all their full-resolution activations (8,000: 20 GB)
+    seen = []
+    shapes_of = lambda x: seen.append(int(x.shape[0])) or x * 2.0  # noqa: E731
+    x = np.arange(600 * 2, dtype="float32").reshape(600, 2)
+    assert np.array_equal(np.asarray(lae._in_batches(shapes_of, x, 256)), x * 2) and seen == [256, 256, 88]
+    images = to_unit(shapes.generate(10, seed=(3, 4)).images)
+    whole, batched = np.asarray(small.encode(images)), np.asarray(small.encode(images, batch_size=3))
+    assert np.allclose(whole, batched, atol=1e-5)
+    assert np.allclose(np.asarray(small.decode(whole)), np.asarray(small.decode(whole, batch_size=4)), atol=1e-5)
+
+
 def test_training_lowers_the_loss():
     model = lae.build_latent_autoencoder(width=8, seed=1, learning_rate=3e-3)
     x = to_unit(shapes.generate(128, seed=(3, 4)).images)

@@ -363,8 +363,8 @@ def train_command(out, *, profile: str | None = None, seed: int = 0, precision: 
 
 
 def _encode(autoencoder: LatentAutoencoder, images) -> np.ndarray:
-    """The scaled latents of ``images``, 500 at a time."""
-    return np.concatenate([np.asarray(autoencoder.encode(to_unit(images[i : i + 500]))) for i in range(0, len(images), 500)])
+    """The scaled latents of ``images`` (uint8 or [0, 1]), as numpy."""
+    return np.asarray(autoencoder.encode(to_unit(images)))
 
 
 def draw_files(folder, captions, out, *, n: int = 1, guidance: float = GUIDANCE, steps: int = STEPS, seed: int = 0):
